@@ -1,0 +1,67 @@
+"""Deterministic, atomic output files.
+
+Every output is written to a temporary file beside its target and renamed into place, so a
+crash never leaves a half-written file that DVC could cache. JSON is written with sorted
+keys and no timestamps: the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[TextIO]:
+    """Open a text file for writing that appears at `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(dumps(row) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_open(path) as handle:
+        handle.write(json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_lines(path: str | Path, lines: Iterable[str]) -> None:
+    with atomic_open(path) as handle:
+        for line in lines:
+            handle.write(line + "\n")
+
+
+def metrics_path(output: str | Path) -> Path:
+    """The metrics file that accompanies a data output: data/x/foo.jsonl -> data/x/foo.metrics.json."""
+    output = Path(output)
+    return output.with_name(output.name.split(".")[0] + ".metrics.json")

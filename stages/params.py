@@ -1,0 +1,146 @@
+"""Typed, validated params: each stage reads its own section of params.yaml into a dataclass.
+
+A bad value stops the stage before any work with one line naming the key, the value and
+what is allowed. Numbers are parsed defensively: `dvc exp run -S lr=1e-6` can be written
+back to params.yaml as a YAML exponent that PyYAML reads as a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+T = TypeVar("T")
+PARAMS_FILE = "params.yaml"
+
+
+class StageError(Exception):
+    """An error the user can fix; printed as one line, never as a traceback."""
+
+
+class ParamsError(StageError):
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{PARAMS_FILE}: {key}={value!r} is not allowed: {allowed}")
+
+    def under(self, prefix: str) -> ParamsError:
+        return ParamsError(f"{prefix}.{self.key}", self.value, self.allowed)
+
+
+def read_section(section: str, path: str | Path = PARAMS_FILE) -> Any:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise StageError(f"cannot read {path}: {err}".replace("\n", " ")) from err
+    if section not in data:
+        raise ParamsError(section, None, f"section '{section}' is missing from {path}")
+    return data[section]
+
+
+def load(cls: type[T], section: str, path: str | Path = PARAMS_FILE) -> T:
+    """Read `section` of the params file into `cls`, validating every key."""
+    return parse(cls, read_section(section, path), section)
+
+
+def parse(tp: Any, value: Any, key: str) -> Any:
+    """Convert plain YAML data to `tp` (dataclass, Optional, list, dict, Literal, scalars)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(tp, value, key)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return parse(option, value, key)
+            except ParamsError as err:
+                errors.append(err.allowed)
+        raise ParamsError(key, value, " or ".join(errors))
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ParamsError(key, value, "one of " + ", ".join(map(str, args)))
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(key, value, "a list")
+        return [parse(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(key, value, "a mapping")
+        return {str(k): parse(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParamsError(key, value, "true or false")
+    if tp is int:
+        number = _number(value)
+        if number is None or not float(number).is_integer():
+            raise ParamsError(key, value, "an integer")
+        return int(number)
+    if tp is float:
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise ParamsError(key, value, "a finite number")
+        return float(number)
+    if tp is str:
+        if isinstance(value, str) and value:
+            return value
+        raise ParamsError(key, value, "a non-empty string")
+    raise TypeError(f"unsupported params type {tp!r} for {key}")
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _parse_dataclass(cls: Any, value: Any, key: str) -> Any:
+    if not isinstance(value, dict):
+        raise ParamsError(key, value, f"a mapping with keys {', '.join(_field_names(cls))}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        name = unknown[0]
+        raise ParamsError(f"{key}.{name}", value[name], f"unknown key; known keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, field in fields.items():
+        if name in value:
+            kwargs[name] = parse(hints[name], value[name], f"{key}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{key}.{name}", None, "required key is missing")
+    try:
+        return cls(**kwargs)
+    except ParamsError as err:  # raised by __post_init__ with a key relative to the dataclass
+        raise err.under(key) from None
+
+
+def _field_names(cls: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def cli(main: Callable[[list[str]], None]) -> None:
+    """Run a stage's main; a StageError ends it with one line on stderr and exit code 2."""
+    try:
+        main(sys.argv[1:])
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,52 @@
+"""The one record schema every data stage reads and writes, and the stats computed on it."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import TypedDict
+
+SOURCES = ("alpaca", "codealpaca", "p3")
+LETTERS = {"A": "alpaca", "C": "codealpaca", "P": "p3"}
+
+
+class Record(TypedDict):
+    id: str  # stable: sha256 of source and orig_id, 16 hex digits
+    source: str  # alpaca | codealpaca | p3
+    orig_id: str  # position in the source file(s), e.g. "17" or "ag_news_classify:3"
+    task: str | None  # the P3 subset (promptsource template); null for the other sources
+    prompt: str
+    response: str
+
+
+def record_id(source: str, orig_id: str) -> str:
+    return hashlib.sha256(f"{source}\x1f{orig_id}".encode()).hexdigest()[:16]
+
+
+def clean_text(text: str) -> str:
+    """NFC-normalise, unify line endings and strip outer whitespace; inner text is kept as is."""
+    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def percentiles(values: Sequence[int], qs: Iterable[int] = (10, 50, 90, 99)) -> dict[str, int]:
+    """Nearest-rank percentiles: always an observed value, so the stats stay integers."""
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {f"p{q}": ordered[max(0, -(-q * len(ordered) // 100) - 1)] for q in qs}
+
+
+def length_stats(records: Sequence[Record]) -> dict[str, dict[str, int]]:
+    """Token-free length statistics (characters and whitespace-separated words)."""
+    stats = {}
+    for field in ("prompt", "response"):
+        texts = [r[field] for r in records]
+        stats[f"{field}_chars"] = percentiles([len(t) for t in texts])
+        stats[f"{field}_words"] = percentiles([len(t.split()) for t in texts])
+    return stats
+
+
+def count_by(records: Iterable[Record], field: str) -> dict[str, int]:
+    return dict(sorted(Counter(str(r[field]) for r in records).items()))
