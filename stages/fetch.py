@@ -45,7 +45,10 @@ class P3Params(SourceParams):
             for i, name in enumerate(self.datasets):
                 if bench := sources.benchmark_of(name):
                     raise ParamsError(
-                        f"datasets[{i}]", name, f"built from {bench}, an evaluated benchmark; set fetch.p3.allow_benchmarks: true to use it anyway"
+                        f"datasets[{i}]",
+                        name,
+                        f"built from {bench}, an evaluated benchmark; "
+                        "set fetch.p3.allow_benchmarks: true to use it anyway",
                     )
 
 
@@ -56,7 +59,9 @@ class FetchParams:
     p3: P3Params
 
 
-def locate(key: str, path: str, patterns: list[str] | None = None, ignore: list[str] | None = None) -> tuple[Path, str | None]:
+def locate(
+    key: str, path: str, patterns: list[str] | None = None, ignore: list[str] | None = None
+) -> tuple[Path, str | None]:
     """The local directory or file to read, and the hub commit if it came from the hub."""
     if hub.is_pin(path):
         folder = hub.snapshot(hub.read_pin(path), patterns, ignore)
@@ -86,7 +91,9 @@ def select_tasks(available: list[str], params: P3Params) -> list[str]:
 
 
 def hub_patterns(params: P3Params) -> list[str]:
-    wanted = ["*"] if params.datasets == "all" else sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
+    wanted = (
+        ["*"] if params.datasets == "all" else sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
+    )
     return [p for d in wanted for p in (f"{d}/train-*.parquet", f"{d}_*/train-*.parquet")]
 
 

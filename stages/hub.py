@@ -58,5 +58,7 @@ def snapshot(pin: HubPin, patterns: list[str] | None = None, ignore: list[str] |
             ignore_patterns=ignore,
         )
     except Exception as err:  # the hub client raises many types; the user needs one line
-        raise StageError(f"cannot download {pin.repo}@{pin.revision}: {type(err).__name__}: {err}".replace("\n", " ")) from err
+        raise StageError(
+            f"cannot download {pin.repo}@{pin.revision}: {type(err).__name__}: {err}".replace("\n", " ")
+        ) from err
     return Path(folder)

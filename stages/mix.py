@@ -70,7 +70,10 @@ def mix(setting: str, samples: dict[str, list[Record]], params: MixParams) -> tu
     for source, count in counts.items():
         if count > len(samples[source]):
             key = "mix.per_type" if setting == "count" else "mix.ratio"
-            raise StageError(f"mix@{setting}: needs {count} {source} records but its sample has {len(samples[source])}; lower {key} or raise subsample.n")
+            raise StageError(
+                f"mix@{setting}: needs {count} {source} records but its sample has {len(samples[source])}; "
+                f"lower {key} or raise subsample.n"
+            )
     mixture = [r for source, count in counts.items() for r in samples[source][:count]]
     random.Random(f"{params.seed}:{setting}").shuffle(mixture)
     metrics = {

@@ -102,7 +102,8 @@ def read_json_array(path: Path) -> list[Any]:
 
 def read_json_lines(path: Path) -> list[Any]:
     rows = []
-    for number, line in enumerate(_decode(path).splitlines(), start=1):
+    # split on "\n" only: str.splitlines() would also split at U+2028 inside JSON strings
+    for number, line in enumerate(_decode(path).split("\n"), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -156,7 +157,9 @@ def _record(source: str, orig_id: str, task: str | None, prompt: str, response: 
     if not response:
         drops["empty_response"] += 1
         return None
-    return Record(id=record_id(source, orig_id), source=source, orig_id=orig_id, task=task, prompt=prompt, response=response)
+    return Record(
+        id=record_id(source, orig_id), source=source, orig_id=orig_id, task=task, prompt=prompt, response=response
+    )
 
 
 def instruction_record(source: str, orig_id: str, row: Any, drops: Drops) -> Record | None:

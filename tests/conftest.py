@@ -1,0 +1,69 @@
+"""Shared test helpers: run a stage the way DVC does, and find the shared real-data samples."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+DEMO = REPO / "assets" / "demo"
+
+
+def stage_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_stage(module: str, *args: str | Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m stages.<module> ARGS` in `cwd` (which holds params.yaml), as dvc.yaml does."""
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{module}", *map(str, args)],
+        cwd=cwd,
+        env=stage_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+def set_params(workdir: Path, **dotted: object) -> None:
+    """Change params.yaml in `workdir`: set_params(d, **{"mix.ratio": 1.5})."""
+    path = workdir / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory holding the committed params.yaml (demo profile), source paths made absolute."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    set_params(tmp_path, **{f"fetch.{s}.path": str(REPO / params["fetch"][s]["path"]) for s in params["fetch"]})
+    return tmp_path
+
+
+def real_or_demo(shared_relative: str, demo_relative: str) -> Path:
+    """A real public file when ../shared is here, else the demo file in the same format."""
+    shared = SHARED_DATA / shared_relative
+    return shared if shared.exists() else DEMO / demo_relative
