@@ -60,7 +60,7 @@ def test_p3_reads_both_jsonl_formats_and_strips_end_of_text(workdir: Path) -> No
 
 def test_shared_p3_sample_drops_empty_completions(workdir: Path, shared_data: Path) -> None:
     set_params(workdir, **{"fetch.p3.path": str(shared_data / "p3_t0_train_sample")})
-    records, metrics = fetched(workdir, "p3")
+    _, metrics = fetched(workdir, "p3")
     assert metrics["rows_read"] == 21938
     # The three TREC templates in the sample carry only "<|endoftext|>" as completion.
     assert metrics["dropped"]["empty_response"] == 600

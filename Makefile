@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`. Both install first.
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# DVC runs each stage's `python -m stages.<name>` through the shell: use the venv's python.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test bench
+
+install: $(VENV)/.installed
+
+# torch goes first, by itself, so its pin picks the CPU wheel here and a CUDA build on a GPU box.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet $$(grep '^torch==' requirements.txt)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: install
+	dvc repro
+
+test: install
+	ruff check .
+	ruff format --check .
+	pytest
+
+bench: install
+	python bench/data_stages.py

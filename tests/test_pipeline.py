@@ -1,0 +1,80 @@
+"""The DVC pipeline end to end on the demo profile: real `dvc repro` and `dvc exp run`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, stage_env
+
+STAGES = 3 + 3 + 9  # fetch@3, subsample@3, mix@9
+
+
+def sh(*args: str, cwd: Path) -> str:
+    result = subprocess.run(args, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def dvc(*args: str, cwd: Path) -> str:
+    return sh(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+def clean_clone(target: Path) -> Path:
+    """A fresh git repository holding the project's files, as a researcher's clone would."""
+    listed = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\n")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    sh("git", "init", "-q", cwd=target)
+    sh("git", "add", "-A", cwd=target)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone", cwd=target)
+    return target
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def data_digests(project: Path) -> dict[str, str]:
+    files = sorted(p for p in (project / "data").rglob("*") if p.is_file())
+    return {p.relative_to(project).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = clean_clone(tmp_path_factory.mktemp("clone"))
+    assert len(ran_stages(dvc("repro", cwd=project))) == STAGES
+    return project
+
+
+def test_repro_after_repro_is_a_fast_no_op(project: Path) -> None:
+    start = time.perf_counter()
+    output = dvc("repro", cwd=project)
+    elapsed = time.perf_counter() - start
+    assert ran_stages(output) == []
+    assert elapsed <= 3.0, f"no-op repro took {elapsed:.1f} s"
+
+
+def test_two_clean_runs_give_byte_identical_data(project: Path, tmp_path: Path) -> None:
+    other = clean_clone(tmp_path)
+    dvc("repro", cwd=other)
+    digests = data_digests(project)
+    assert len(digests) == 3 * 2 + 3 * 3 + 9 * 2
+    assert data_digests(other) == digests
+
+
+def test_ratio_experiment_reruns_only_the_ratio_mixture(project: Path) -> None:
+    output = dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)
+    assert ran_stages(output) == ["mix@ratio"]
+    assert ran_stages(dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)) == []
+    diff = dvc("metrics", "diff", "--json", cwd=project)
+    assert "data/mix/ratio.metrics.json" in diff and "data/mix/A.metrics.json" not in diff

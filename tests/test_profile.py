@@ -1,0 +1,80 @@
+"""Profiles (demo, local, paper) and the local profile on the real shared samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stages import hub
+from stages.fetch import FetchParams
+from stages.files import read_jsonl
+from stages.mix import MixParams
+from stages.params import load
+from stages.profile import apply, leaf_keys, profile_names, read_profile
+from stages.sources import benchmark_of
+from stages.subsample import SubsampleParams, deduplicate
+from tests.conftest import REPO, run_stage
+
+SECTIONS = {"fetch": FetchParams, "subsample": SubsampleParams, "mix": MixParams}
+
+
+def test_every_profile_sets_the_same_keys() -> None:
+    assert profile_names() == ["demo", "local", "paper"]
+    key_sets = {name: leaf_keys(read_profile(name)) for name in profile_names()}
+    assert len({frozenset(keys) for keys in key_sets.values()}) == 1, key_sets
+
+
+def test_committed_params_are_the_demo_profile(tmp_path: Path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    apply("paper", tmp_path / "params.yaml")
+    apply("demo", tmp_path / "params.yaml")
+    assert (tmp_path / "params.yaml").read_bytes() == (REPO / "params.yaml").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["demo", "local", "paper"])
+def test_each_profile_validates(tmp_path: Path, name: str) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    apply(name, tmp_path / "params.yaml")
+    parsed = {section: load(cls, section, tmp_path / "params.yaml") for section, cls in SECTIONS.items()}
+    if name == "paper":
+        assert parsed["subsample"].n == 20000 and parsed["fetch"].p3.max_per_task == 1000
+        for source in ("alpaca", "codealpaca", "p3"):
+            pin = hub.read_pin(REPO / getattr(parsed["fetch"], source).path)
+            assert pin.repo and pin.revision
+
+
+def test_local_profile_on_the_shared_samples(tmp_path: Path, shared_data: Path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    result = run_stage("profile", "local", "--data", shared_data, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    def metrics(path: str) -> dict:
+        return json.loads((tmp_path / path).read_text())
+
+    for source in ("alpaca", "codealpaca", "p3"):
+        assert run_stage("fetch", source, f"f/{source}.jsonl", cwd=tmp_path).returncode == 0
+        result = run_stage("subsample", source, f"f/{source}.jsonl", f"s/{source}.jsonl", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert metrics(f"s/{source}.metrics.json")["records"] == 1500
+    assert metrics("f/alpaca.metrics.json")["rows_read"] == 1727
+    assert metrics("f/codealpaca.metrics.json")["rows_read"] == 2017
+    assert metrics("f/p3.metrics.json")["rows_read"] == 21938
+
+    p3 = metrics("s/p3.metrics.json")
+    assert p3["tasks"] >= 30
+    assert not [task for task in p3["records_per_task"] if benchmark_of(task)]
+    unique = Counter(r["task"] for r in deduplicate(read_jsonl(tmp_path / "f/p3.jsonl")))
+    quotas = p3["records_per_task"]
+    not_exhausted = [q for task, q in quotas.items() if q < unique[task]]
+    assert max(not_exhausted) - min(not_exhausted) <= 1  # even, except tasks too small for their share
+    assert all(q == unique[task] for task, q in quotas.items() if q < min(not_exhausted))
+
+    expected = {"A": 1500, "AP": 3000, "ACP": 4500, "ratio": 3000, "count": 3000}
+    for setting, records in expected.items():
+        assert run_stage("mix", setting, "s", f"m/{setting}.jsonl", cwd=tmp_path).returncode == 0
+        assert metrics(f"m/{setting}.metrics.json")["records"] == records
+    assert metrics("m/ratio.metrics.json")["records_per_source"] == {"alpaca": 1500, "codealpaca": 750, "p3": 750}
