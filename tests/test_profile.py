@@ -12,14 +12,22 @@ import pytest
 from stages import hub
 from stages.fetch import FetchParams
 from stages.files import read_jsonl
+from stages.base import ModelParams
 from stages.mix import MixParams
 from stages.params import load
 from stages.profile import apply, leaf_keys, profile_names, read_profile
 from stages.sources import benchmark_of
+from stages.sft import SFTParams
 from stages.subsample import SubsampleParams, deduplicate
 from tests.conftest import REPO, run_stage
 
-SECTIONS = {"fetch": FetchParams, "subsample": SubsampleParams, "mix": MixParams}
+SECTIONS = {
+    "fetch": FetchParams,
+    "subsample": SubsampleParams,
+    "mix": MixParams,
+    "model": ModelParams,
+    "sft": SFTParams,
+}
 
 
 def test_every_profile_sets_the_same_keys() -> None:
@@ -42,6 +50,7 @@ def test_each_profile_validates(tmp_path: Path, name: str) -> None:
     parsed = {section: load(cls, section, tmp_path / "params.yaml") for section, cls in SECTIONS.items()}
     if name == "paper":
         assert parsed["subsample"].n == 20000 and parsed["fetch"].p3.max_per_task == 1000
+        assert parsed["model"].from_hub and parsed["sft"].global_batch == 64 and parsed["sft"].launcher == "zero3"
         for source in ("alpaca", "codealpaca", "p3"):
             pin = hub.read_pin(REPO / getattr(parsed["fetch"], source).path)
             assert pin.repo and pin.revision

@@ -1,0 +1,188 @@
+"""sft@<setting> and base on the tiny model: masking, a real training run, resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stages.files import write_jsonl
+from stages.params import ParamsError, StageError, parse
+from stages.records import Record
+from stages.sft import SFTParams, build_trainer, gradient_accumulation, preflight
+from tests.conftest import REPO, run_stage, set_params, stage_env
+
+FAST = {"lr": 3e-3, "epochs": 3.0, "global_batch": 8, "per_device_batch": 4, "max_length": 128, "warmup_ratio": 0.0}
+
+
+def demo_records() -> list[Record]:
+    """48 real records from the demo sources, fetched the way the pipeline fetches them."""
+    from stages.sources import Drops, p3_task_files, read_instructions, read_p3_task
+
+    demo, drops = REPO / "assets" / "demo", Drops()
+    records = list(read_instructions("alpaca", demo / "alpaca.json", drops))[:16]
+    records += list(read_instructions("codealpaca", demo / "codealpaca.json", drops))[:16]
+    records += [r for task, files in p3_task_files(demo / "p3").items() for r in read_p3_task(task, files, drops)][:16]
+    return records
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` base model, built by the real base stage."""
+    root = tmp_path_factory.mktemp("base")
+    (root / "params.yaml").write_text("model:\n  base: tiny\n")
+    result = run_stage("base", "models/base", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "models" / "base"
+
+
+@pytest.fixture
+def sft_dir(workdir: Path, tiny_base: Path) -> Path:
+    """A workdir with the tiny model's fast params and a 48-record mixture in mix.jsonl."""
+    set_params(workdir, **{f"sft.{key}": value for key, value in FAST.items()})
+    write_jsonl(workdir / "mix.jsonl", demo_records())
+    return workdir
+
+
+def sft_args(workdir: Path, tiny_base: Path) -> list[str | Path]:
+    return ["X", workdir / "mix.jsonl", tiny_base, workdir / "out", workdir / "report", workdir / "ckpt"]
+
+
+@pytest.mark.parametrize("template", ["paper", "chat"])
+def test_loss_covers_response_tokens_only(tiny_base: Path, tmp_path: Path, template: str) -> None:
+    params = parse(SFTParams, {**FAST, "template": template, "max_length": 512}, "sft")
+    records = demo_records()
+    trainer, counts = build_trainer(params, records, tiny_base, tmp_path)
+    assert counts == {"examples": 48, "examples_without_supervised_tokens": 0}
+    tokenizer = trainer.processing_class
+    assert len(trainer.train_dataset) == len(records)
+    for record, example in zip(records, trainer.train_dataset, strict=True):
+        if template == "chat":
+            message = [{"role": "user", "content": record["prompt"]}]
+            prompt_ids = tokenizer.apply_chat_template(
+                message, add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        else:
+            prompt_ids = tokenizer(record["prompt"])["input_ids"]
+        labels, ids = example["labels"], example["input_ids"]
+        assert ids[: len(prompt_ids)] == prompt_ids
+        assert all(label == -100 for label in labels[: len(prompt_ids)]), "a prompt token is supervised"
+        supervised = labels[len(prompt_ids) :]
+        assert supervised and supervised == ids[len(prompt_ids) :], "every response token is supervised"
+        if template == "paper" and len(ids) < params.max_length:  # not truncated: ends with EOS
+            assert tokenizer.decode(supervised).endswith("<eos>")
+
+
+def test_sft_trains_fast_and_the_model_reloads(sft_dir: Path, tiny_base: Path) -> None:
+    start = time.perf_counter()
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert elapsed < 60, f"sft took {elapsed:.0f} s"
+    metrics = json.loads((sft_dir / "report/metrics.json").read_text())
+    assert metrics["steps"] == 3 * 48 // 8 and metrics["examples"] == 48 and not metrics["resumed"]
+    losses = [
+        float(line.split("\t")[-1])
+        for line in (sft_dir / "report/live/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+    ]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
+    assert metrics["tokens"] > 0 and metrics["tokens_per_second"] > 0
+    assert not list((sft_dir / "ckpt").glob("checkpoint-*"))  # finished: checkpoints cleared
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(sft_dir / "out")
+    tokenizer = AutoTokenizer.from_pretrained(sft_dir / "out")
+    inputs = tokenizer("Reverse a string in Python.", return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(sft_dir: Path, tiny_base: Path) -> None:
+    set_params(sft_dir, **{"sft.epochs": 20.0, "sft.save_steps": 5, "sft.logging_steps": 5})
+    total = 20 * 48 // 8
+    command = [sys.executable, "-m", "stages.sft", *map(str, sft_args(sft_dir, tiny_base))]
+    process = subprocess.Popen(
+        command, cwd=sft_dir, env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not list((sft_dir / "ckpt").glob("checkpoint-1[05]")) and time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = sorted(int(p.name.split("-")[1]) for p in (sft_dir / "ckpt").glob("checkpoint-*"))
+    assert kept and len(kept) <= 3 and max(kept) < total  # save_total_limit 2, plus one being written
+
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((sft_dir / "report/metrics.json").read_text())
+    assert metrics["resumed"] and metrics["steps"] == total
+
+
+def test_checkpoints_of_another_run_are_not_resumed(sft_dir: Path, tiny_base: Path) -> None:
+    (sft_dir / "ckpt" / "checkpoint-3").mkdir(parents=True)
+    (sft_dir / "ckpt" / "fingerprint.json").write_text('{"fingerprint": "another run"}')
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not json.loads((sft_dir / "report/metrics.json").read_text())["resumed"]
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_preflight_counts_the_examples_truncation_leaves_without_loss(tiny_base: Path, tmp_path: Path) -> None:
+    params = parse(SFTParams, {**FAST, "template": "chat", "max_length": 64}, "sft")
+    trainer, counts = build_trainer(params, demo_records(), tiny_base, tmp_path)
+    assert counts["examples_without_supervised_tokens"] > 0
+    assert len(trainer.train_dataset) == 48 - counts["examples_without_supervised_tokens"]  # what TRL drops
+
+
+def test_global_batch_must_divide() -> None:
+    with pytest.raises(ParamsError, match=r"sft.global_batch=30 .* a multiple of per_device_batch \(4\)"):
+        parse(SFTParams, {"global_batch": 30, "per_device_batch": 4}, "sft")
+    with pytest.raises(StageError, match="not divisible by per_device_batch x processes = 4 x 3"):
+        gradient_accumulation(SFTParams(global_batch=64, per_device_batch=4), processes=3)
+    assert gradient_accumulation(SFTParams(global_batch=64, per_device_batch=4), processes=4) == 4
+
+
+def test_max_length_below_the_chat_prompt_is_refused(tiny_base: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    with pytest.raises(ParamsError, match="more than the chat template's own prompt length"):
+        preflight(tokenizer, demo_records(), SFTParams(template="chat", max_length=8))
+
+
+def test_mixture_without_supervised_tokens_is_refused(sft_dir: Path, tiny_base: Path) -> None:
+    records = [{**r, "prompt": r["prompt"] * 40} for r in demo_records()]
+    write_jsonl(sft_dir / "mix.jsonl", records)
+    start = time.perf_counter()
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
+    assert result.returncode == 2 and "no example keeps a supervised token" in result.stderr
+    assert "sft.max_length=128" in result.stderr and time.perf_counter() - start < 30
+    assert not (sft_dir / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("model.base", "no/such/model", "model.base='no/such/model'"), ("sft.lr", -1.0, "sft.lr=-1.0"),
+     ("sft.num_processes", 2, "1 with launcher single"), ("sft.template", "alpaca", "one of paper, chat")],
+)  # fmt: skip
+def test_bad_params_stop_before_loading_anything(
+    sft_dir: Path, tiny_base: Path, key: str, value: object, message: str
+) -> None:
+    set_params(sft_dir, **{key: value})
+    module, args = ("base", ["models/x"]) if key.startswith("model.") else ("sft", sft_args(sft_dir, tiny_base))
+    result = run_stage(module, *args, cwd=sft_dir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_unknown_base_directory_is_refused(sft_dir: Path) -> None:
+    result = run_stage("sft", "X", sft_dir / "mix.jsonl", sft_dir / "nothing", "o", "r", "c", cwd=sft_dir)
+    assert result.returncode == 2 and "is not a model directory" in result.stderr
