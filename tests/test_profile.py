@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from stages import hub
+from stages.base import ModelParams
 from stages.fetch import FetchParams
 from stages.files import read_jsonl
-from stages.base import ModelParams
 from stages.mix import MixParams
 from stages.params import load
 from stages.profile import apply, leaf_keys, profile_names, read_profile
-from stages.sources import benchmark_of
 from stages.sft import SFTParams
+from stages.sources import benchmark_of
 from stages.subsample import SubsampleParams, deduplicate
 from tests.conftest import REPO, run_stage
 
