@@ -1,4 +1,4 @@
-"""The DVC pipeline end to end on the demo profile: real `dvc repro` and `dvc exp run`."""
+"""The DVC pipeline end to end: real `dvc repro` and `dvc exp run` on the demo data with the tiny model."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, stage_env
+from tests.conftest import REPO, set_params, stage_env
 
-STAGES = 3 + 3 + 9  # fetch@3, subsample@3, mix@9
+SETTINGS = ["A", "C", "P", "AC", "AP", "CP", "ACP", "ratio", "count"]
+STAGES = 3 + 3 + 9 + 1 + 9  # fetch, subsample, mix, base, sft
+TINY = {"model.base": "tiny", "sft.lr": 3e-3, "sft.max_length": 128}
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -28,12 +30,13 @@ def dvc(*args: str, cwd: Path) -> str:
 
 
 def clean_clone(target: Path) -> Path:
-    """A fresh git repository holding the project's files, as a researcher's clone would."""
+    """A fresh git repository holding the project's files, as a researcher's clone would (tiny model)."""
     listed = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\n")
     for name in filter(None, listed):
         if (REPO / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target / name)
+    set_params(target, **TINY)
     sh("git", "init", "-q", cwd=target)
     sh("git", "add", "-A", cwd=target)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone", cwd=target)
@@ -72,9 +75,21 @@ def test_two_clean_runs_give_byte_identical_data(project: Path, tmp_path: Path) 
     assert data_digests(other) == digests
 
 
-def test_ratio_experiment_reruns_only_the_ratio_mixture(project: Path) -> None:
+def test_training_curves_are_dvc_plots(project: Path) -> None:
+    plots = dvc("plots", "show", "--json", cwd=project)
+    for setting in SETTINGS:
+        for curve in ("loss", "learning_rate", "grad_norm", "num_input_tokens_seen"):
+            assert f"reports/sft/{setting}/live/plots/metrics/{curve}.tsv" in plots
+
+
+def test_ratio_experiment_reruns_only_the_ratio_stages(project: Path) -> None:
     output = dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)
-    assert ran_stages(output) == ["mix@ratio"]
+    assert ran_stages(output) == ["mix@ratio", "sft@ratio"]
     assert ran_stages(dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)) == []
     diff = dvc("metrics", "diff", "--json", cwd=project)
     assert "data/mix/ratio.metrics.json" in diff and "data/mix/A.metrics.json" not in diff
+
+
+def test_learning_rate_experiment_reruns_only_training(project: Path) -> None:
+    output = dvc("exp", "run", "-S", "sft.lr=2e-3", cwd=project)
+    assert sorted(ran_stages(output)) == sorted(f"sft@{setting}" for setting in SETTINGS)
