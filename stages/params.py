@@ -40,9 +40,12 @@ def read_section(section: str, path: str | Path = PARAMS_FILE) -> Any:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
         raise StageError(f"cannot read {path}: {err}".replace("\n", " ")) from err
-    if section not in data:
-        raise ParamsError(section, None, f"section '{section}' is missing from {path}")
-    return data[section]
+    for depth, part in enumerate(parts := section.split(".")):  # "eval.code" is data["eval"]["code"]
+        if not isinstance(data, dict) or part not in data:
+            name = ".".join(parts[: depth + 1])
+            raise ParamsError(name, None, f"section '{name}' is missing from {path}")
+        data = data[part]
+    return data
 
 
 def load(cls: type[T], section: str, path: str | Path = PARAMS_FILE) -> T:
