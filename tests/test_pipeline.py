@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -15,8 +16,22 @@ import pytest
 from tests.conftest import REPO, set_params, stage_env
 
 SETTINGS = ["A", "C", "P", "AC", "AP", "CP", "ACP", "ratio", "count"]
-STAGES = 3 + 3 + 9 + 1 + 9  # fetch, subsample, mix, base, sft
-TINY = {"model.base": "tiny", "sft.lr": 3e-3, "sft.max_length": 128}
+MODELS = ["none", *SETTINGS]
+EVALS = ["eval_nlp", "eval_code", "eval_align", "judge"]
+# fetch, subsample, mix, base, sft, benchmarks, the evaluations, decontam, report
+STAGES = 3 + 3 + 9 + 1 + 9 + 6 + len(EVALS) * len(MODELS) + 1 + 1
+TINY = {  # the tiny model, and evaluations cut to what shows each stage works
+    "model.base": "tiny",
+    "sft.lr": 3e-3,
+    "sft.max_length": 128,
+    "eval.nlp.tasks": ["arc_challenge", "winogrande"],
+    "eval.nlp.limit": 2,
+    "eval.code.limit": 1,
+    "eval.code.n_samples": 1,
+    "eval.code.max_new_tokens": 16,
+    "eval.align.limit": 1,
+    "eval.align.max_new_tokens": 8,
+}
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -69,7 +84,7 @@ def test_repro_after_repro_is_a_fast_no_op(project: Path) -> None:
 
 def test_two_clean_runs_give_byte_identical_data(project: Path, tmp_path: Path) -> None:
     other = clean_clone(tmp_path)
-    dvc("repro", cwd=other)
+    dvc("repro", "mix", cwd=other)  # the data stages: what `data/` holds
     digests = data_digests(project)
     assert len(digests) == 3 * 2 + 3 * 3 + 9 * 2
     assert data_digests(other) == digests
@@ -82,14 +97,35 @@ def test_training_curves_are_dvc_plots(project: Path) -> None:
             assert f"reports/sft/{setting}/live/plots/metrics/{curve}.tsv" in plots
 
 
+def downstream_of_mix(setting: str) -> list[str]:
+    """What a change to one setting's mixture reruns: its training, its evaluations, the report."""
+    return sorted([f"mix@{setting}", f"sft@{setting}", *(f"{family}@{setting}" for family in EVALS), "report"])
+
+
+def test_report_has_both_tables_and_the_plots(project: Path) -> None:
+    results = (project / "reports" / "results.md").read_text()
+    assert "Table 1" in results and "Table 2" in results
+    for png in ("benchmarks", "flask_profile", "loss_curves"):
+        assert (project / "reports" / "plots" / f"{png}.png").stat().st_size > 10_000
+
+
 def test_ratio_experiment_reruns_only_the_ratio_stages(project: Path) -> None:
     output = dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)
-    assert ran_stages(output) == ["mix@ratio", "sft@ratio"]
+    assert sorted(ran_stages(output)) == downstream_of_mix("ratio")
     assert ran_stages(dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)) == []
-    diff = dvc("metrics", "diff", "--json", cwd=project)
-    assert "data/mix/ratio.metrics.json" in diff and "data/mix/A.metrics.json" not in diff
+    changed = json.loads(dvc("metrics", "diff", "--json", cwd=project))
+    assert "data/mix/ratio.metrics.json" in changed and "reports/sft/ratio/metrics.json" in changed
+    others = [m for m in MODELS if m != "ratio"]
+    touched = [name for name in changed if any(f"/{m}/" in name or f"/{m}." in name for m in others)]
+    assert touched == [], touched
 
 
-def test_learning_rate_experiment_reruns_only_training(project: Path) -> None:
+def test_code_temperature_experiment_reruns_only_the_code_evaluation(project: Path) -> None:
+    output = dvc("exp", "run", "-S", "eval.code.temperature=0.5", cwd=project)
+    assert sorted(ran_stages(output)) == sorted([*(f"eval_code@{model}" for model in MODELS), "report"])
+
+
+def test_learning_rate_experiment_reruns_only_training_and_what_follows(project: Path) -> None:
     output = dvc("exp", "run", "-S", "sft.lr=2e-3", cwd=project)
-    assert sorted(ran_stages(output)) == sorted(f"sft@{setting}" for setting in SETTINGS)
+    trained = [f"sft@{setting}" for setting in SETTINGS]
+    assert sorted(ran_stages(output)) == sorted([*trained, *(f"{e}@{s}" for e in EVALS for s in SETTINGS), "report"])

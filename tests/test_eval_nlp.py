@@ -1,0 +1,148 @@
+"""eval_nlp@<model>: lm-eval over the tiny model on the converted demo benchmarks (offline):
+the metrics contract, per-sample records, determinism, hub wiring and bad params."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from stages.benchmarks import TASKS
+from stages.eval_nlp import task_configs
+from stages.files import read_jsonl
+from tests.conftest import run_stage, set_params
+from tests.test_benchmarks import DEMO_SOURCES, SHARED_SOURCES
+
+CHOICES = {"arc_challenge": 4, "winogrande": 2, "piqa": 2, "race": 4, "hellaswag": 4}  # mmlu_*: 4
+DEMO_SUBJECTS = ("astronomy", "high_school_geography", "nutrition")
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` base model, built by the real base stage (as in test_sft)."""
+    root = tmp_path_factory.mktemp("base")
+    (root / "params.yaml").write_text("model:\n  base: tiny\n")
+    result = run_stage("base", "models/base", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "models" / "base"
+
+
+def converted(root: Path, sources: dict[str, Path]) -> Path:
+    (root / "params.yaml").write_text(json.dumps({"eval": {"benchmarks": {k: str(v) for k, v in sources.items()}}}))
+    for task in TASKS:
+        result = run_stage("benchmarks", task, f"data/benchmarks/{task}", cwd=root)
+        assert result.returncode == 0, result.stderr
+    return root / "data" / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def demo_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return converted(tmp_path_factory.mktemp("demo"), DEMO_SOURCES)
+
+
+@pytest.fixture
+def nlp_dir(workdir: Path) -> Path:
+    set_params(workdir, **{"eval.nlp": {"limit": 2, "batch_size": 8}})
+    return workdir
+
+
+def run_eval(workdir: Path, model: Path, benchmarks: Path, out: str = "out") -> tuple[dict, list[dict]]:
+    result = run_stage("eval_nlp", model, benchmarks, out, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((workdir / out / "metrics.json").read_text()), read_jsonl(workdir / out / "samples.jsonl")
+
+
+def test_tiny_model_on_demo_benchmarks_is_deterministic(nlp_dir: Path, tiny_base: Path, demo_benchmarks: Path) -> None:
+    start = time.perf_counter()
+    metrics, samples = run_eval(nlp_dir, tiny_base, demo_benchmarks)
+    assert time.perf_counter() - start < 90
+
+    assert set(metrics) == {"nlp", "lm_eval_version", "limit"}
+    assert metrics["lm_eval_version"] == "0.4.13" and metrics["limit"] == 2
+    nlp = metrics["nlp"]
+    assert set(nlp) == {*TASKS, "avg"}
+    for task in TASKS:  # acc_norm exactly where lm-eval's task defines it
+        expected = {"acc", "acc_norm", "n"} if task in ("arc_challenge", "piqa", "hellaswag") else {"acc", "n"}
+        assert set(nlp[task]) == expected and 0 <= nlp[task]["acc"] <= 1
+    assert nlp["avg"] == pytest.approx(sum(nlp[t]["acc"] for t in TASKS) / 6)
+    assert {t: nlp[t]["n"] for t in TASKS} == {t: 2 * 3 if t == "mmlu" else 2 for t in TASKS}  # limit: per subject
+
+    assert len(samples) == 16 and samples == sorted(samples, key=lambda s: (s["task"], s["doc_id"]))
+    tasks = {s["task"] for s in samples}
+    assert tasks == {*CHOICES, *(f"mmlu_{s}" for s in DEMO_SUBJECTS)}
+    for sample in samples:
+        assert len(sample["loglikelihoods"]) == CHOICES.get(sample["task"], 4)
+        assert all(ll < 0 for ll in sample["loglikelihoods"]) and sample["acc"] in (0.0, 1.0)
+    # acc is the argmax of the loglikelihoods against the target (choice index)
+    arc = [s for s in samples if s["task"] == "arc_challenge"]
+    assert all(s["acc"] == float(max(range(4), key=lambda i: s["loglikelihoods"][i]) == s["target"]) for s in arc)
+    mmlu = [s for s in samples if s["task"].startswith("mmlu_")]
+    assert nlp["mmlu"]["acc"] == pytest.approx(sum(s["acc"] for s in mmlu) / len(mmlu))  # weighted by size
+
+    run_eval(nlp_dir, tiny_base, demo_benchmarks, out="again")
+    for name in ("metrics.json", "samples.jsonl"):
+        assert (nlp_dir / "out" / name).read_bytes() == (nlp_dir / "again" / name).read_bytes()
+
+
+def test_tiny_model_on_the_shared_benchmark_files(
+    nlp_dir: Path, tiny_base: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    benchmarks = converted(tmp_path_factory.mktemp("shared"), {t: shared_data / p for t, p in SHARED_SOURCES.items()})
+    set_params(nlp_dir, **{"eval.nlp.limit": 1, "eval.nlp.tasks": ["arc_challenge", "mmlu", "race", "hellaswag"]})
+    metrics, samples = run_eval(nlp_dir, tiny_base, benchmarks)
+    assert metrics["nlp"]["mmlu"]["n"] == 57 and len(samples) == 3 + 57
+    assert set(metrics["nlp"]) == {"arc_challenge", "mmlu", "race", "hellaswag", "avg"}
+
+
+def test_a_hub_source_runs_the_built_in_task_at_the_pinned_revision(tmp_path: Path) -> None:
+    for task in ("race", "mmlu"):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "hub.json").write_text(json.dumps({"repo": f"org/{task}", "revision": "abc123"}))
+    configs = task_configs(["race", "mmlu"], tmp_path)
+    assert configs["race.yaml"] == {
+        "include": configs["race.yaml"]["include"],
+        "dataset_path": "org/race",
+        "dataset_kwargs": {"revision": "abc123"},
+    } and configs["race.yaml"]["include"].endswith("lm_eval/tasks/race/race.yaml")
+    subjects = [name for name in configs if name.startswith("mmlu_")]
+    assert len(subjects) == 57 and configs["mmlu_anatomy.yaml"]["tag"] == "mmlu_subjects"
+    assert "fewshot_split" not in configs["mmlu_anatomy.yaml"]  # the built-in dev split stays
+    assert configs["mmlu.yaml"]["group"] == "mmlu"
+
+
+def test_local_configs_read_only_the_converted_files(demo_benchmarks: Path) -> None:
+    configs = task_configs(list(TASKS), demo_benchmarks)
+    assert sorted(configs) == sorted(
+        [f"{t}.yaml" for t in CHOICES] + [f"mmlu_{s}.yaml" for s in DEMO_SUBJECTS] + ["mmlu.yaml"]
+    )
+    files = configs["hellaswag.yaml"]["dataset_kwargs"]["data_files"]
+    assert configs["hellaswag.yaml"]["dataset_path"] == "json" and Path(files["validation"]).exists()
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("eval.nlp.limit", 0, "eval.nlp.limit=0"), ("eval.nlp.batch_size", 0, "eval.nlp.batch_size=0"),
+     ("eval.nlp.tasks", [], "eval.nlp.tasks=[]"), ("eval.nlp.tasks", ["boolq"], "eval.nlp.tasks[0]='boolq'"),
+     ("eval.nlp.device", "tpu", "one of auto, cpu, cuda"), ("eval.nlp.num_fewshot", 5, "unknown key")],
+)  # fmt: skip
+def test_bad_params_stop_before_loading_anything(
+    nlp_dir: Path, tiny_base: Path, demo_benchmarks: Path, key: str, value: object, message: str
+) -> None:
+    set_params(nlp_dir, **{key: value})
+    start = time.perf_counter()
+    result = run_stage("eval_nlp", tiny_base, demo_benchmarks, "out", cwd=nlp_dir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (nlp_dir / "out").exists() and time.perf_counter() - start < 15
+
+
+def test_missing_inputs_are_named(nlp_dir: Path, tiny_base: Path, demo_benchmarks: Path) -> None:
+    result = run_stage("eval_nlp", nlp_dir / "nothing", demo_benchmarks, "out", cwd=nlp_dir)
+    assert result.returncode == 2 and "is not a model directory" in result.stderr
+    result = run_stage("eval_nlp", tiny_base, nlp_dir / "empty", "out", cwd=nlp_dir)
+    assert result.returncode == 2 and "holds no converted arc_challenge data" in result.stderr
+    assert not (nlp_dir / "out").exists()
