@@ -30,3 +30,6 @@ test: install
 
 bench: install
 	python bench/data_stages.py
+	python bench/sft_packing.py
+	python bench/generation.py
+	python bench/decontam.py

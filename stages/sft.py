@@ -267,7 +267,8 @@ def build_trainer(
         save_strategy="steps",
         save_steps=params.save_steps,
         save_total_limit=params.save_total_limit,
-        include_num_input_tokens_seen="non_padding",
+        # Padding-free batches have no attention mask: "non_padding" would skip every EOS (= pad) token.
+        include_num_input_tokens_seen="all" if runtime.packing else "non_padding",
         report_to="none",  # DVCLive is added below with our own directory
         dataloader_num_workers=0,
     )
