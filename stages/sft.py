@@ -212,14 +212,24 @@ def prepare_checkpoints(directory: Path, run_fingerprint: str) -> bool:
     state = PartialState()
     marker = directory / FINGERPRINT
     same_run = marker.exists() and json.loads(marker.read_text())["fingerprint"] == run_fingerprint
-    resumable = same_run and get_last_checkpoint(str(directory)) is not None
+    stale = [c for c in directory.glob("checkpoint-*") if not same_run or not is_complete_checkpoint(c)]
     state.wait_for_everyone()  # every rank has decided before rank 0 changes anything
-    if not same_run and state.is_main_process:
-        for old in directory.glob("checkpoint-*"):
+    if state.is_main_process:
+        for old in stale:
             shutil.rmtree(old)
-        write_json(marker, {"fingerprint": run_fingerprint})
+        if not same_run:
+            write_json(marker, {"fingerprint": run_fingerprint})
     state.wait_for_everyone()
-    return resumable
+    return same_run and get_last_checkpoint(str(directory)) is not None
+
+
+def is_complete_checkpoint(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a run killed while saving leaves it absent or cut."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def build_trainer(

@@ -67,3 +67,23 @@ def real_or_demo(shared_relative: str, demo_relative: str) -> Path:
     """A real public file when ../shared is here, else the demo file in the same format."""
     shared = SHARED_DATA / shared_relative
     return shared if shared.exists() else DEMO / demo_relative
+
+
+def built_base(root: Path, base: str) -> Path:
+    """models/base as the real base stage builds it for `model.base: <base>`."""
+    (root / "params.yaml").write_text(f"model:\n  base: {base}\n")
+    result = run_stage("base", "models/base", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "models" / "base"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` base model: a random 2-layer Llama, milliseconds per step."""
+    return built_base(tmp_path_factory.mktemp("tiny"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, SmolLM2-135M-Instruct, as the demo builds it (~30 s)."""
+    return built_base(tmp_path_factory.mktemp("smollm2"), "smollm2")

@@ -31,7 +31,6 @@ from stages.eval_align import (
 from stages.judge import metric_key
 from stages.params import ParamsError, StageError, parse
 from tests.conftest import DEMO, REPO, run_stage, set_params
-from tests.test_sft import tiny_base  # noqa: F401  (the session fixture: the tiny model built by the base stage)
 
 FLASK_DEMO = DEMO / "flask"
 PAPER_SKILL_COUNTS = {  # inside the 1,180 (docs/paper.md section 3)
@@ -178,7 +177,7 @@ def test_the_stage_refuses_a_missing_model_and_writes_nothing(workdir: Path) -> 
 # ---------------------------------------------------------------------------- end to end
 
 
-def test_chat_template_renders_the_generation_prompt(tiny_base: Path) -> None:  # noqa: F811
+def test_chat_template_renders_the_generation_prompt(tiny_base: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
@@ -186,7 +185,7 @@ def test_chat_template_renders_the_generation_prompt(tiny_base: Path) -> None:  
     assert render_prompts(tokenizer, ["Add 2 and 2."], "chat") == ["<|user|>\nAdd 2 and 2.<eos>\n<|assistant|>\n"]
 
 
-def test_answers_then_judge_on_the_tiny_model(workdir: Path, tiny_base: Path) -> None:  # noqa: F811
+def test_answers_then_judge_on_the_tiny_model(workdir: Path, tiny_base: Path) -> None:
     align = {
         "flask": {"path": str(FLASK_DEMO)}, "limit": 2, "seed": 3, "max_new_tokens": 8, "temperature": 0.0,
         "batch_size": 2, "judge": {"backend": "hf", "hf_model": str(tiny_base)},

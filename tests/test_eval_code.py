@@ -34,16 +34,6 @@ def sandbox() -> Sandbox:
     return Sandbox(Limits(timeout=5.0))
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `tiny` base model, built by the real base stage."""
-    root = tmp_path_factory.mktemp("base")
-    (root / "params.yaml").write_text("model:\n  base: tiny\n")
-    result = run_stage("base", "models/base", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root / "models" / "base"
-
-
 # ---------------------------------------------------------------------------- canaries
 
 

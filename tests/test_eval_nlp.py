@@ -19,16 +19,6 @@ CHOICES = {"arc_challenge": 4, "winogrande": 2, "piqa": 2, "race": 4, "hellaswag
 DEMO_SUBJECTS = ("astronomy", "high_school_geography", "nutrition")
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `tiny` base model, built by the real base stage (as in test_sft)."""
-    root = tmp_path_factory.mktemp("base")
-    (root / "params.yaml").write_text("model:\n  base: tiny\n")
-    result = run_stage("base", "models/base", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root / "models" / "base"
-
-
 def converted(root: Path, sources: dict[str, Path]) -> Path:
     (root / "params.yaml").write_text(json.dumps({"eval": {"benchmarks": {k: str(v) for k, v in sources.items()}}}))
     for task in TASKS:
@@ -84,6 +74,17 @@ def test_tiny_model_on_demo_benchmarks_is_deterministic(nlp_dir: Path, tiny_base
     run_eval(nlp_dir, tiny_base, demo_benchmarks, out="again")
     for name in ("metrics.json", "samples.jsonl"):
         assert (nlp_dir / "out" / name).read_bytes() == (nlp_dir / "again" / name).read_bytes()
+
+
+def test_the_demo_model_scores_above_chance_on_easy_items(
+    nlp_dir: Path, smollm2_base: Path, demo_benchmarks: Path
+) -> None:
+    """SmolLM2 through the same stage: a real model, so its log-likelihoods must carry signal."""
+    set_params(nlp_dir, **{"eval.nlp.tasks": ["arc_challenge", "piqa"], "eval.nlp.limit": None})
+    metrics, samples = run_eval(nlp_dir, smollm2_base, demo_benchmarks)
+    assert {s["task"] for s in samples} == {"arc_challenge", "piqa"}
+    chance = (1 / 4 + 1 / 2) / 2
+    assert metrics["nlp"]["avg"] > chance, metrics
 
 
 def test_tiny_model_on_the_shared_benchmark_files(

@@ -28,7 +28,6 @@ from stages.judge import (
     shared_prefix_logprobs,
 )
 from tests.conftest import DEMO, run_stage, set_params
-from tests.test_sft import tiny_base  # noqa: F401  (the session fixture: the tiny model built by the base stage)
 
 FLASK_DEMO = DEMO / "flask"
 KEY = "sk-test-Zq8vW3nB5xR1tY7u"  # what the test server expects; must never reach a written file
@@ -348,7 +347,7 @@ def test_the_key_itself_is_refused_as_a_variable_name(workdir: Path) -> None:
 # ---------------------------------------------------------------------------- hf backend
 
 
-def test_score_digits_are_read_by_the_chain_rule(tiny_base: Path) -> None:  # noqa: F811
+def test_score_digits_are_read_by_the_chain_rule(tiny_base: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
@@ -360,7 +359,7 @@ def test_score_digits_are_read_by_the_chain_rule(tiny_base: Path) -> None:  # no
     assert {len(steps) for steps in plan} == {1, 2}  # this BPE merges " 1" but not " 3": both ways handled
 
 
-def test_shared_prefix_scores_equal_full_forward_passes(tiny_base: Path) -> None:  # noqa: F811
+def test_shared_prefix_scores_equal_full_forward_passes(tiny_base: Path) -> None:
     import torch
 
     from stages.generate import load_model
@@ -378,7 +377,7 @@ def test_shared_prefix_scores_equal_full_forward_passes(tiny_base: Path) -> None
             assert shared[(context, token)] == pytest.approx(float(full[token]), abs=1e-4)
 
 
-def test_a_long_response_is_cut_to_fit_the_judge(tiny_base: Path) -> None:  # noqa: F811
+def test_a_long_response_is_cut_to_fit_the_judge(tiny_base: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
@@ -394,7 +393,7 @@ def test_a_long_response_is_cut_to_fit_the_judge(tiny_base: Path) -> None:  # no
     assert fit_prompt(tokenizer, demo_answers()[0], render, 1500) == (render(demo_answers()[0]["response"]), False)
 
 
-def test_hf_judge_is_deterministic_on_the_tiny_model(workdir: Path, tiny_base: Path) -> None:  # noqa: F811
+def test_hf_judge_is_deterministic_on_the_tiny_model(workdir: Path, tiny_base: Path) -> None:
     judge = {"backend": "hf", "hf_model": str(tiny_base), "feedback_tokens": 4}
     set_params(workdir, **{"eval.align": {"flask": {"path": str(FLASK_DEMO)}, "judge": judge}})
     write_jsonl(workdir / "answers.jsonl", demo_answers())

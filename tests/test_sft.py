@@ -31,16 +31,6 @@ def demo_records() -> list[Record]:
     return records
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `tiny` base model, built by the real base stage."""
-    root = tmp_path_factory.mktemp("base")
-    (root / "params.yaml").write_text("model:\n  base: tiny\n")
-    result = run_stage("base", "models/base", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root / "models" / "base"
-
-
 @pytest.fixture
 def sft_dir(workdir: Path, tiny_base: Path) -> Path:
     """A workdir with the tiny model's fast params and a 48-record mixture in mix.jsonl."""
@@ -118,6 +108,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(sft_dir: Path, tiny_base:
     process.wait()
     kept = sorted(int(p.name.split("-")[1]) for p in (sft_dir / "ckpt").glob("checkpoint-*"))
     assert kept and len(kept) <= 3 and max(kept) < total  # save_total_limit 2, plus one being written
+    torn = sft_dir / "ckpt" / f"checkpoint-{max(kept) + 1}"  # as if killed while writing its state
+    torn.mkdir(exist_ok=True)
+    (torn / "trainer_state.json").write_text('{"global_step": ')
 
     result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
     assert result.returncode == 0, result.stderr[-3000:]
