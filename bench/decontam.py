@@ -25,19 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stages.files import write_jsonl  # noqa: E402
+from stages.profile import read_profile  # noqa: E402
 from stages.records import Record, record_id  # noqa: E402
 from stages.sources import Drops, p3_task_files, read_instructions, read_p3_task  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
-EVAL = {
-    "flask": "flask/flask_evaluation.jsonl",
-    "arc_challenge": "arc/arc_challenge.jsonl",
-    "winogrande": "winogrande/dev.jsonl",
-    "piqa": "piqa/valid.jsonl",
-    "mmlu": "mmlu/test",
-    "race": "race/test_middle.jsonl",
-    "hellaswag": "hellaswag/hellaswag_val_500_en.jsonl",
-}
+# Every local eval file, where the `local` profile points the evaluation stages.
+EVAL = {"flask": str(DATA / "flask/flask_evaluation.jsonl"), **read_profile("local", str(DATA))["eval"]["benchmarks"]}
 
 
 def real_records() -> dict[str, list[Record]]:
@@ -73,7 +67,7 @@ def main() -> None:
             ]
             write_jsonl(root / "subsample" / f"{source}.jsonl", sample)
         params = yaml.safe_load((REPO / "params.yaml").read_text())
-        paths = {name: str(DATA / path) for name, path in EVAL.items()}
+        paths = dict(EVAL)
         params["eval"]["decontam"] = {
             "n": 13,
             "humaneval": True,

@@ -13,23 +13,13 @@ import pytest
 
 from stages.benchmarks import TASKS, split_context
 from stages.files import read_jsonl
-from tests.conftest import DEMO, SHARED_DATA, run_stage, set_params
+from stages.profile import read_profile
+from tests.conftest import DEMO, REPO, SHARED_DATA, run_stage, set_params
 
-DEMO_SOURCES = {
-    "arc_challenge": DEMO / "benchmarks/arc/arc_challenge.jsonl",
-    "winogrande": DEMO / "benchmarks/winogrande/dev.jsonl",
-    "piqa": DEMO / "benchmarks/piqa/valid.jsonl",
-    "mmlu": DEMO / "benchmarks/mmlu/test",
-    "race": DEMO / "benchmarks/race/test_middle.jsonl",
-    "hellaswag": DEMO / "benchmarks/hellaswag/hellaswag_val.jsonl",
-}
+# The files each profile points eval.benchmarks at: the demo's own, and ../shared/data's.
+DEMO_SOURCES = {task: REPO / path for task, path in read_profile("demo")["eval"]["benchmarks"].items()}
 SHARED_SOURCES = {
-    "arc_challenge": "arc/arc_challenge.jsonl",
-    "winogrande": "winogrande/dev.jsonl",
-    "piqa": "piqa/valid.jsonl",
-    "mmlu": "mmlu/test",
-    "race": "race/test_middle.jsonl",
-    "hellaswag": "hellaswag/hellaswag_val_500_en.jsonl",
+    task: Path(path) for task, path in read_profile("local", str(SHARED_DATA))["eval"]["benchmarks"].items()
 }
 
 
@@ -207,13 +197,13 @@ def test_a_missing_source_names_the_params_key(bench_dir: Path) -> None:
 
 
 def test_shared_sources_convert_with_the_readme_counts(bench_dir: Path, shared_data: Path) -> None:
-    out = convert(bench_dir, {task: shared_data / path for task, path in SHARED_SOURCES.items()})
+    out = convert(bench_dir, SHARED_SOURCES)
     docs = {task: metrics_of(out, task)["docs"] for task in TASKS}
     readme = {"arc_challenge": 1172, "winogrande": 1267, "piqa": 1838, "mmlu": 14042, "race": 362, "hellaswag": 500}
     assert docs == readme
     assert metrics_of(out, "mmlu")["subjects"] == 57 and metrics_of(out, "race")["questions"] == 1436
 
-    arc_rows = read_jsonl(shared_data / SHARED_SOURCES["arc_challenge"])
+    arc_rows = read_jsonl(SHARED_SOURCES["arc_challenge"])
     arc = read_jsonl(out / "arc_challenge/test.jsonl")
     assert all(d["choices"]["label"].index(d["answerKey"]) == r["gold"] for d, r in zip(arc, arc_rows, strict=True))
     piqa_labels = (shared_data / "piqa/valid-labels.lst").read_text().split()
@@ -225,7 +215,7 @@ def test_shared_sources_convert_with_the_readme_counts(bench_dir: Path, shared_d
     assert [d["answer"] for d in read_jsonl(out / "mmlu/virology.jsonl")] == answers
 
     # The 500-item HellaSwag file keeps source_id: ActivityNet contexts must get a ctx_b, WikiHow ones none.
-    hella_rows = read_jsonl(shared_data / SHARED_SOURCES["hellaswag"])
+    hella_rows = read_jsonl(SHARED_SOURCES["hellaswag"])
     hella = read_jsonl(out / "hellaswag/validation.jsonl")
     kinds = [(r["source_id"].split("~")[0], bool(d["ctx_b"])) for r, d in zip(hella_rows, hella, strict=True)]
     assert all(has_b == (kind == "activitynet") for kind, has_b in kinds)
@@ -245,8 +235,8 @@ def test_shared_hellaswag_dump_splits_contexts_like_the_original(bench_dir: Path
 def test_shared_race_groups_every_question_under_its_article(bench_dir: Path) -> None:
     import ast
 
-    out = convert(bench_dir, {"race": SHARED_DATA / SHARED_SOURCES["race"]})
-    rows = read_jsonl(SHARED_DATA / SHARED_SOURCES["race"])
+    out = convert(bench_dir, {"race": SHARED_SOURCES["race"]})
+    rows = read_jsonl(SHARED_SOURCES["race"])
     problems = [p for d in read_jsonl(out / "race/test.jsonl") for p in ast.literal_eval(d["problems"])]
     assert [(p["question"], p["options"], p["answer"]) for p in problems] == [
         (r["question"], r["options"], r["answer"]) for r in rows
