@@ -1,7 +1,11 @@
 """sft@<setting>: fine-tune the base model on one mixture with TRL's SFTTrainer.
 
     accelerate launch --config_file configs/accelerate/<launcher>.yaml -m stages.sft \\
-        <setting> <mixture.jsonl> <base model dir> <out model dir> <report dir> <checkpoint dir>
+        <setting> <mixture.jsonl> <base model dir> <out model dir> <report dir> <checkpoint dir> \
+        [--seed N]
+
+`--seed` overrides sft.seed: the replicate stages (sft_seed@…, one per entry of `seeds`) train
+the same setting again as model <setting>-s<N>.
 
 The mixture becomes a prompt/completion dataset, so the loss covers response tokens only.
 Templates: `paper` trains on prompt + " " + response + EOS (the authors' code); `chat` renders
@@ -22,13 +26,13 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from stages import hub
 from stages.files import read_jsonl, write_json
-from stages.params import ParamsError, StageError, cli, load
+from stages.params import ParamsError, StageError, cli, load, parse
 from stages.records import Record
 
 FINGERPRINT = "fingerprint.json"
@@ -372,13 +376,19 @@ def train(
 
 
 def main(argv: list[str]) -> None:
+    seed = None
+    if len(argv) == 8 and argv[6] == "--seed":
+        argv, seed = argv[:6], parse(int, argv[7], "--seed")
     if len(argv) != 6:
         raise StageError(
             "usage: python -m stages.sft <setting> <mixture> <base dir> <out dir> <report dir> <checkpoint dir>"
+            " [--seed N]"
         )
     setting, *paths = argv
     mixture, base, out, report, checkpoints = map(Path, paths)
     params = load(SFTParams, "sft")
+    if seed is not None:
+        params = replace(params, seed=seed)
     if not (base / "config.json").exists():
         raise StageError(f"{base} is not a model directory (no config.json); run the base stage first")
     hub.go_offline()  # the base model is a local directory: nothing to fetch

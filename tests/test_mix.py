@@ -72,6 +72,22 @@ def test_count_takes_per_type_of_each_and_refuses_more_than_the_sample() -> None
         mix("count", samples(), MixParams(per_type=N + 1))
 
 
+@pytest.mark.parametrize(
+    ("sweep_id", "params"), [("ratio-0.5", MixParams(ratio=0.5)), ("count-4", MixParams(per_type=4))]
+)
+def test_a_sweep_id_draws_like_its_setting_with_the_value_in_its_name(sweep_id: str, params: MixParams) -> None:
+    setting = sweep_id.split("-")[0]
+    point, point_metrics = mix(sweep_id, samples(), MixParams())
+    single, single_metrics = mix(setting, samples(), params)
+    assert ids(point) == ids(single)
+    assert point_metrics == single_metrics and ("ratio" in point_metrics or point_metrics["per_type"] == 4)
+
+
+def test_a_sweep_point_beyond_the_sample_names_itself() -> None:
+    with pytest.raises(StageError, match=r"lower count-11 in mix\.sweep or raise subsample\.n"):
+        mix("count-11", samples(), MixParams())
+
+
 @pytest.fixture
 def sample_dir(workdir: Path) -> Path:
     for source, records in samples().items():
@@ -91,7 +107,10 @@ def test_stage_writes_mixture_and_metrics(sample_dir: Path) -> None:
     ("key", "value", "allowed"),
     [("mix.ratio", -0.5, "a number in [0, 2]"), ("mix.ratio", 2.5, "a number in [0, 2]"),
      ("mix.ratio", float("nan"), "a finite number"), ("mix.ratio", "abc", "a finite number"),
-     ("mix.per_type", 0, "a positive integer"), ("mix.shuffle", True, "unknown key")],
+     ("mix.per_type", 0, "a positive integer"), ("mix.shuffle", True, "unknown key"),
+     ("mix.sweep", ["ratio-2.5"], "ratio-<r> with r in [0, 2] or count-<k> with k >= 1"),
+     ("mix.sweep", ["count-0"], "count-<k> with k >= 1"), ("mix.sweep", ["ACP"], "ratio-<r>"),
+     ("mix.sweep", "ratio-1", "a list"), ("mix.sweep", ["count-4", "count-4"], "distinct ids")],
 )  # fmt: skip
 def test_bad_params_stop_with_one_line_and_write_nothing(
     sample_dir: Path, key: str, value: object, allowed: str
@@ -103,7 +122,8 @@ def test_bad_params_stop_with_one_line_and_write_nothing(
     assert not (sample_dir / "m").exists()
 
 
-def test_unknown_setting_letters_are_refused(sample_dir: Path) -> None:
-    result = run_stage("mix", "AX", "sub", "m/AX.jsonl", cwd=sample_dir)
-    assert result.returncode == 2 and "unknown mix setting 'AX'" in result.stderr
+@pytest.mark.parametrize("setting", ["AX", "ratio-3", "count-x"])
+def test_unknown_settings_are_refused(sample_dir: Path, setting: str) -> None:
+    result = run_stage("mix", setting, "sub", f"m/{setting}.jsonl", cwd=sample_dir)
+    assert result.returncode == 2 and f"unknown mix setting {setting!r}" in result.stderr
     assert not (sample_dir / "m").exists()

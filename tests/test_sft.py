@@ -176,6 +176,18 @@ def test_bad_params_stop_before_loading_anything(
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
+def test_seed_flag_trains_a_replicate_and_is_validated(sft_dir: Path, tiny_base: Path) -> None:
+    runs = {}
+    for name, flag in (("plain", []), ("seed7", ["--seed", "7"])):
+        args = ["X", sft_dir / "mix.jsonl", tiny_base, *(sft_dir / name / d for d in ("out", "report", "ckpt"))]
+        result = run_stage("sft", *args, *flag, cwd=sft_dir)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = (sft_dir / name / "report/live/plots/metrics/loss.tsv").read_text()
+    assert runs["plain"] != runs["seed7"]  # another data order: another loss curve
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base), "--seed", "x", cwd=sft_dir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--seed='x'" in result.stderr
+
+
 def test_unknown_base_directory_is_refused(sft_dir: Path) -> None:
     result = run_stage("sft", "X", sft_dir / "mix.jsonl", sft_dir / "nothing", "o", "r", "c", cwd=sft_dir)
     assert result.returncode == 2 and "is not a model directory" in result.stderr
