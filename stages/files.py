@@ -62,6 +62,7 @@ def write_lines(path: str | Path, lines: Iterable[str]) -> None:
 
 
 def metrics_path(output: str | Path) -> Path:
-    """The metrics file that accompanies a data output: data/x/foo.jsonl -> data/x/foo.metrics.json."""
+    """The metrics file that accompanies a data output: data/x/foo.jsonl -> data/x/foo.metrics.json
+    (only the last suffix goes: data/mix/ratio-0.5.jsonl -> data/mix/ratio-0.5.metrics.json)."""
     output = Path(output)
-    return output.with_name(output.name.split(".")[0] + ".metrics.json")
+    return output.with_name(output.with_suffix("").name + ".metrics.json")

@@ -103,6 +103,13 @@ def test_stage_writes_mixture_and_metrics(sample_dir: Path) -> None:
     assert metrics["records_per_task"] == {"task": N} and metrics["lengths"]["prompt_words"]["p50"] == 2
 
 
+def test_stage_names_a_sweep_point_s_files_after_its_id(sample_dir: Path) -> None:
+    result = run_stage("mix", "ratio-0.5", "sub", "m/ratio-0.5.jsonl", cwd=sample_dir)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (sample_dir / "m").iterdir()) == ["ratio-0.5.jsonl", "ratio-0.5.metrics.json"]
+    assert json.loads((sample_dir / "m/ratio-0.5.metrics.json").read_text())["ratio"] == 0.5
+
+
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [("mix.ratio", -0.5, "a number in [0, 2]"), ("mix.ratio", 2.5, "a number in [0, 2]"),
