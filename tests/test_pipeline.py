@@ -37,8 +37,8 @@ TINY = {  # the tiny model, and evaluations cut to what shows each stage works
 }
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=600)
+def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result
 
@@ -58,13 +58,13 @@ def test_sweep_and_seed_stages_mirror_the_table_stages() -> None:
         assert stages[f"{family}_seed"]["matrix"]["setting"] == stages["sft"]["foreach"]
 
 
-def sh(*args: str, cwd: Path) -> str:
-    result = run(*args, cwd=cwd)
+def sh(*args: str, cwd: Path, timeout: int = 600) -> str:
+    result = run(*args, cwd=cwd, timeout=timeout)
     return result.stdout + result.stderr
 
 
-def dvc(*args: str, cwd: Path) -> str:
-    return sh(sys.executable, "-m", "dvc", *args, cwd=cwd)
+def dvc(*args: str, cwd: Path, timeout: int = 600) -> str:
+    return sh(sys.executable, "-m", "dvc", *args, cwd=cwd, timeout=timeout)
 
 
 def dvc_json(*args: str, cwd: Path) -> Any:
@@ -174,7 +174,8 @@ def test_learning_rate_experiment_reruns_only_training_and_what_follows(project:
 
 
 def test_a_sweep_point_and_a_seed_add_only_their_stages(project: Path) -> None:
-    output = dvc("exp", "run", "-S", "mix.sweep=[ratio-0.5]", "-S", "seeds=[7]", cwd=project)
+    # 56 new stages (sweep point, a seed of every setting, their evaluations): ~10 min here
+    output = dvc("exp", "run", "-S", "mix.sweep=[ratio-0.5]", "-S", "seeds=[7]", cwd=project, timeout=1800)
     point = {f"{family}_sweep@ratio-0.5" for family in ("mix", "sft", *EVALS)}
     replicas = {f"{family}_seed@{setting}-7" for family in ("sft", *EVALS) for setting in SETTINGS}
     replicas |= {f"{family}_sweep_seed@ratio-0.5-7" for family in ("sft", *EVALS)}
