@@ -88,9 +88,8 @@ def round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def draw_counts(setting: str, sizes: dict[str, int], params: MixParams) -> dict[str, int]:
-    """How many records of each source's sample the setting takes (a prefix of each)."""
-    point = sweep_point(setting, params)
+def draw_counts(setting: str, point: tuple[str, float | int] | None, sizes: dict[str, int]) -> dict[str, int]:
+    """How many records of each source's sample the setting (at its sweep point) takes, a prefix of each."""
     if point is None:
         return {LETTERS[letter]: sizes[LETTERS[letter]] for letter in setting}
     kind, x = point
@@ -101,8 +100,8 @@ def draw_counts(setting: str, sizes: dict[str, int], params: MixParams) -> dict[
 
 
 def mix(setting: str, samples: dict[str, list[Record]], params: MixParams) -> tuple[list[Record], dict[str, Any]]:
-    counts = draw_counts(setting, {s: len(rs) for s, rs in samples.items()}, params)
     point = sweep_point(setting, params)
+    counts = draw_counts(setting, point, {s: len(rs) for s, rs in samples.items()})
     for source, count in counts.items():
         if count > len(samples[source]):
             key = {"ratio": "mix.ratio", "count": "mix.per_type"}.get(setting, f"{setting} in mix.sweep")
