@@ -1,201 +1,20 @@
-"""eval_nlp@<model>: zero-shot NLP benchmarks through lm-evaluation-harness.
+"""eval_nlp@<model id>: zero-shot NLP benchmarks through lm-evaluation-harness (instmix.nlp.harness).
 
     python -m stages.eval_nlp <model dir> <benchmarks dir> <out dir>
 
-Runs `lm_eval.simple_evaluate` with `HFLM` over the model on the tasks of `eval.nlp.tasks`
-(default: ARC-Challenge, Winogrande, PIQA, MMLU, RACE, HellaSwag), zero-shot, no chat
-template. The tasks are lm-eval's own (configs/lm_eval/ includes each built-in YAML and
-only says where the rows are: data/benchmarks/<task>/, or the hub for a pinned source).
-
-Writes <out dir>/metrics.json, e.g. {"nlp": {"arc_challenge": {"acc": .., "acc_norm": .., "n": ..},
-..., "mmlu": {"acc": .., "n": ..}, "avg": <mean acc>}, "lm_eval_version": "0.4.13", "limit": 8},
-and <out dir>/samples.jsonl: one line per scored doc (task, doc_id, target, the loglikelihood
-of each choice, acc and acc_norm), sorted by task and doc id.
+Reads `eval.nlp`. Writes <out dir>/metrics.json (scores, the lm-eval version, the params used)
+and <out dir>/samples.jsonl (one row per scored document).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import sys
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
-from stages import hub
-from stages.benchmarks import HUB_FILE, SPLIT, TASKS, builtin_subjects, lm_eval_tasks_dir
-from stages.files import write_json, write_jsonl
-from stages.params import ParamsError, StageError, cli, load
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "lm_eval"
-NUM_FEWSHOT = 0  # the paper's setting (zero-shot); not a param
-DATASET_KEYS = ("dataset_path", "dataset_name", "dataset_kwargs", "training_split", "validation_split")
-DATASET_KEYS += ("test_split", "fewshot_split")  # what a hub source leaves to the built-in task
-METRICS = ("acc", "acc_norm")
-
-Task = Literal["arc_challenge", "winogrande", "piqa", "mmlu", "race", "hellaswag"]
-
-
-@dataclass(frozen=True)
-class NLPParams:
-    """lm-eval settings. Defaults are the paper's: all six tasks, every doc, zero-shot."""
-
-    tasks: list[Task] = field(default_factory=lambda: list(TASKS))
-    """Tasks to run; `nlp.avg` is the mean acc over them (the paper's Avg. with all six)."""
-    limit: int | None = None
-    """Docs per task, the first ones (lm-eval's `limit`); MMLU: per subject. null = all."""
-    batch_size: int = 8
-    """Pinned: lm-eval's loglikelihoods (and so the scores) move slightly with batch size."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto: cuda when a GPU is visible, else cpu."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """auto: the dtype the model was saved in."""
-    max_length: int | None = None
-    """Context window lm-eval truncates prompts to; null = the model config's."""
-
-    def __post_init__(self) -> None:
-        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
-            raise ParamsError("tasks", self.tasks, f"a non-empty list of distinct tasks from {', '.join(TASKS)}")
-        if self.limit is not None and self.limit < 1:
-            raise ParamsError("limit", self.limit, "a positive integer or null (all docs)")
-        if self.batch_size < 1:
-            raise ParamsError("batch_size", self.batch_size, "a positive integer")
-        if self.max_length is not None and self.max_length < 16:
-            raise ParamsError("max_length", self.max_length, "an integer >= 16 or null")
-
-
-# ---------------------------------------------------------------------------- task configs
-
-
-def substitute(node: Any, values: dict[str, str]) -> Any:
-    if isinstance(node, str):
-        for key, value in values.items():
-            node = node.replace("{" + key + "}", value)
-        return node
-    if isinstance(node, dict):
-        return {k: substitute(v, values) for k, v in node.items()}
-    if isinstance(node, list):
-        return [substitute(v, values) for v in node]
-    return node
-
-
-def render(template: str, values: dict[str, str], pin: dict[str, str] | None) -> dict[str, Any]:
-    """One task config: the template with its placeholders filled; for a hub source, the
-    built-in task's own dataset settings, read from the pin's repo at the pin's revision."""
-    import yaml
-
-    config = substitute(yaml.safe_load((CONFIGS / template).read_text(encoding="utf-8")), values)
-    if pin is not None and "group" not in config:
-        config = {k: v for k, v in config.items() if k not in DATASET_KEYS}
-        config |= {"dataset_path": pin["repo"], "dataset_kwargs": {"revision": pin["revision"]}}
-    return config
-
-
-def source_of(benchmarks: Path, task: str) -> dict[str, str] | None:
-    """The hub pin of a task, or None when its rows are local; refuses a missing task."""
-    folder = benchmarks / task
-    if (folder / HUB_FILE).exists():
-        return json.loads((folder / HUB_FILE).read_text(encoding="utf-8"))
-    data = sorted(folder.glob("*.jsonl")) if task == "mmlu" else [folder / f"{SPLIT[task]}.jsonl"]
-    if not data or not all(p.exists() for p in data):
-        raise StageError(f"{folder} holds no converted {task} data; run the benchmarks stage (dvc repro) first")
-    return None
-
-
-def task_configs(tasks: list[str], benchmarks: Path) -> dict[str, dict[str, Any]]:
-    """File name -> rendered config, for every task asked for."""
-    lm_eval = str(lm_eval_tasks_dir())
-    configs = {}
-    for task in tasks:
-        pin = source_of(benchmarks, task)
-        values = {"lm_eval": lm_eval, "data": str((benchmarks / task).resolve())}
-        if task != "mmlu":
-            configs[f"{task}.yaml"] = render(f"{task}.yaml", values, pin)
-            continue
-        local = sorted(p.stem for p in (benchmarks / task).glob("*.jsonl"))
-        for subject in builtin_subjects() if pin else local:
-            configs[f"mmlu_{subject}.yaml"] = render("mmlu_subject.yaml", values | {"subject": subject}, pin)
-        configs["mmlu.yaml"] = render("mmlu.yaml", values, pin)
-    return configs
-
-
-def task_manager(configs: dict[str, dict[str, Any]], folder: Path) -> Any:
-    import yaml
-    from lm_eval.tasks import TaskManager
-
-    for name, config in configs.items():
-        (folder / name).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return TaskManager(include_path=str(folder), include_defaults=False)  # skips indexing ~6 s of built-ins
-
-
-# ---------------------------------------------------------------------------- evaluation
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("eval.nlp.device", device, "auto or cpu: no GPU is visible")
-    return device
-
-
-def evaluate(
-    params: NLPParams, model_dir: Path, benchmarks: Path, device: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-
-    configs = task_configs(list(params.tasks), benchmarks)
-    model = HFLM(
-        pretrained=str(model_dir),
-        device=device,
-        dtype=params.dtype,
-        batch_size=params.batch_size,
-        max_length=params.max_length,
-    )
-    with tempfile.TemporaryDirectory(prefix="lm_eval_tasks.") as folder:
-        results = simple_evaluate(
-            model=model,
-            tasks=list(params.tasks),
-            num_fewshot=NUM_FEWSHOT,
-            limit=params.limit,
-            task_manager=task_manager(configs, Path(folder)),
-            apply_chat_template=False,  # the paper scores the bare prompt
-            bootstrap_iters=0,  # no stderr is reported; acc is a plain mean
-            log_samples=True,
-        )
-    if results is None:
-        raise StageError("lm-eval returned no results")
-    return summarise(params, results), sample_records(results["samples"])
-
-
-def summarise(params: NLPParams, results: dict[str, Any]) -> dict[str, Any]:
-    nlp: dict[str, Any] = {}
-    counts = {task: n["effective"] for task, n in results["n-samples"].items()}
-    for task in params.tasks:
-        scores = results["results"][task]
-        nlp[task] = {m: scores[f"{m},none"] for m in METRICS if f"{m},none" in scores}
-        members = [t for t in counts if t == task or (task == "mmlu" and t.startswith("mmlu_"))]
-        nlp[task]["n"] = sum(counts[t] for t in members)
-    nlp["avg"] = sum(nlp[t]["acc"] for t in params.tasks) / len(params.tasks)
-    return {"nlp": nlp, "lm_eval_version": importlib.metadata.version("lm_eval"), "limit": params.limit}
-
-
-def sample_records(samples: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    records = []
-    for task, logged in samples.items():
-        for sample in logged:
-            record = {
-                "task": task,
-                "doc_id": sample["doc_id"],
-                "target": sample["target"],  # choice index; Winogrande: the words after the blank
-                "loglikelihoods": [float(ll) for ll, _greedy in sample["filtered_resps"]],
-            }
-            records.append(record | {m: float(sample[m]) for m in METRICS if m in sample})
-    return sorted(records, key=lambda r: (r["task"], r["doc_id"]))
+from instmix.core import hub
+from instmix.core.files import write_json, write_jsonl
+from instmix.core.params import StageError, cli, load
+from instmix.nlp.harness import NLPParams, evaluate, resolve_device, source_of
 
 
 def main(argv: list[str]) -> None:
@@ -205,8 +24,7 @@ def main(argv: list[str]) -> None:
     params = load(NLPParams, "eval.nlp")
     if not (model_dir / "config.json").exists():
         raise StageError(f"{model_dir} is not a model directory (no config.json); run the base or sft stage first")
-    pins = [source_of(benchmarks, task) for task in params.tasks]
-    if not any(pins):
+    if not any(source_of(benchmarks, task) for task in params.tasks):
         hub.go_offline()  # every row is local and so is the model
     metrics, samples = evaluate(params, model_dir, benchmarks, resolve_device(params.device))
     write_jsonl(out / "samples.jsonl", samples)

@@ -8,9 +8,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TypedDict
 
-SOURCES = ("alpaca", "codealpaca", "p3")
-LETTERS = {"A": "alpaca", "C": "codealpaca", "P": "p3"}
-
 
 class Record(TypedDict):
     id: str  # stable: sha256 of source and orig_id, 16 hex digits

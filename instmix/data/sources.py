@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stages.params import StageError
-from stages.records import Record, clean_text, record_id
+from instmix.core.params import StageError
+from instmix.core.records import Record, clean_text, record_id
 
 PROMPT_INPUT_SEPARATOR = "\n\n"
 NO_INPUT, NO_OUTPUT = "<noinput>", "<nooutput>"  # Alpaca's placeholders for empty fields

@@ -66,3 +66,15 @@ def metrics_path(output: str | Path) -> Path:
     (only the last suffix goes: data/mix/ratio-0.5.jsonl -> data/mix/ratio-0.5.metrics.json)."""
     output = Path(output)
     return output.with_name(output.with_suffix("").name + ".metrics.json")
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """A JSON-lines file another stage wrote; a missing or corrupt one is one error line."""
+    from instmix.core.params import StageError
+
+    try:
+        return read_jsonl(path)
+    except FileNotFoundError:
+        raise StageError(f"{path}: no such file; run the stage that writes it first (dvc repro)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StageError(f"cannot read {path}: {err}".replace("\n", " ")) from None

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stages import hub
+from instmix.core import hub
 
 DEFAULT_CONTEXT = 2048  # when the config names no context length
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from stages.params import StageError
+from instmix.core.params import StageError
 
 Mode = Literal["auto", "bwrap", "none"]
 SYSTEM_PYTHON = "/usr/bin/python3"

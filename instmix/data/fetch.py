@@ -1,0 +1,125 @@
+"""Fetch one instruction source and normalise it to the record schema (stage fetch@<source>).
+
+Reads a file or folder in the source's own format, or a `*.hub.yaml` pin from the hub.
+The metrics hold rows read, records kept, rows dropped by reason, P3 tasks and the hub commit.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from instmix.core import hub
+from instmix.core.params import ParamsError, StageError
+from instmix.core.records import Record, count_by
+from instmix.data import sources
+
+DROP_REASONS = ("missing_field", "non_text", "empty_prompt", "empty_response")
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    path: str
+    """A file or directory in the source's own format, or a `*.hub.yaml` pin to read from the hub."""
+
+
+@dataclass(frozen=True)
+class P3Params(SourceParams):
+    datasets: Literal["t0_train", "all"] | list[str] = "t0_train"
+    """P3 datasets whose prompted tasks are read: T0's training mixture, every task, or a list."""
+    allow_benchmarks: bool = False
+    """Allow tasks built from an evaluated benchmark (ARC, PIQA, RACE, HellaSwag, Winogrande, MMLU)."""
+    max_per_task: int | None = None
+    """Keep at most this many records per task, drawn at random (the paper pooled 1,000)."""
+    seed: int = 0
+    """Seed of the max_per_task draw."""
+
+    def __post_init__(self) -> None:
+        if self.max_per_task is not None and self.max_per_task < 1:
+            raise ParamsError("max_per_task", self.max_per_task, "a positive integer or null")
+        if isinstance(self.datasets, list) and not self.allow_benchmarks:
+            for i, name in enumerate(self.datasets):
+                if bench := sources.benchmark_of(name):
+                    raise ParamsError(
+                        f"datasets[{i}]",
+                        name,
+                        f"built from {bench}, an evaluated benchmark; "
+                        "set fetch.p3.allow_benchmarks: true to use it anyway",
+                    )
+
+
+def locate(
+    key: str, path: str, patterns: list[str] | None = None, ignore: list[str] | None = None
+) -> tuple[Path, str | None]:
+    """The local directory or file to read, and the hub commit if it came from the hub."""
+    if hub.is_pin(path):
+        folder = hub.snapshot(hub.read_pin(path), patterns, ignore)
+        return folder, folder.name  # snapshots/<commit sha>
+    hub.go_offline()
+    if not Path(path).exists():
+        raise ParamsError(f"fetch.{key}.path", path, "an existing file or directory (or a *.hub.yaml pin)")
+    return Path(path), None
+
+
+def select_tasks(available: list[str], params: P3Params) -> list[str]:
+    available = [t for t in available if not t.endswith("_score_eval")]  # rank-eval copies
+    if params.datasets == "all":
+        chosen = available
+        refused = [t for t in chosen if sources.benchmark_of(t)]
+        if refused and not params.allow_benchmarks:
+            raise StageError(
+                f"P3 task {refused[0]} is built from {sources.benchmark_of(refused[0])}, an evaluated benchmark "
+                f"({len(refused)} such tasks); list datasets explicitly or set fetch.p3.allow_benchmarks: true"
+            )
+    else:
+        wanted = sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
+        chosen = [t for t in available if any(sources.belongs_to(t, d) for d in wanted)]
+    if not chosen:
+        raise StageError(f"no P3 task files match fetch.p3.datasets={params.datasets!r}")
+    return chosen
+
+
+def hub_patterns(params: P3Params) -> list[str]:
+    wanted = (
+        ["*"] if params.datasets == "all" else sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
+    )
+    return [p for d in wanted for p in (f"{d}/train-*.parquet", f"{d}_*/train-*.parquet")]
+
+
+def fetch_p3(params: P3Params, drops: sources.Drops) -> tuple[list[Record], str | None]:
+    directory, revision = locate("p3", params.path, hub_patterns(params), ["*_score_eval/*"])
+    task_files = sources.p3_task_files(directory)
+    records = []
+    for task in select_tasks(list(task_files), params):
+        task_records = sources.read_p3_task(task, task_files[task], drops)
+        if params.max_per_task is not None and len(task_records) > params.max_per_task:
+            keep = random.Random(f"{params.seed}:{task}").sample(range(len(task_records)), params.max_per_task)
+            task_records = [task_records[i] for i in sorted(keep)]
+        records.extend(task_records)
+    return records, revision
+
+
+def params_class(source: str) -> type[SourceParams]:
+    return P3Params if source == "p3" else SourceParams
+
+
+def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, Any]]:
+    drops = sources.Drops()
+    if isinstance(params, P3Params):
+        records, revision = fetch_p3(params, drops)
+    else:
+        path, revision = locate(source, params.path)
+        records = list(sources.read_instructions(source, path, drops))
+    metrics: dict[str, Any] = {
+        "rows_read": len(records) + sum(drops.values()),
+        "records": len(records),
+        "dropped": {reason: drops[reason] for reason in DROP_REASONS},
+        "revision": revision,
+        "params": asdict(params),
+    }
+    if source == "p3":
+        metrics["tasks"] = len({r["task"] for r in records})
+        metrics["records_per_task"] = count_by(records, "task")
+    return records, metrics

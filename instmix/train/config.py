@@ -1,0 +1,119 @@
+"""Fine-tuning params (the `sft` section), grouped by concern, and what `auto` resolves to here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from instmix.core.params import ParamsError, StageError
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    save: Literal["merged", "adapter"] = "merged"
+    """`merged`: fold the adapter into the weights and save a plain model (what the eval
+    stages load). `adapter`: save only the adapter (small; load it with peft on the base)."""
+
+
+@dataclass(frozen=True)
+class SFTParams:
+    """Training hyperparameters. Defaults are the paper's (docs/paper.md section 1.6)."""
+
+    epochs: float = 2.0
+    lr: float = 5e-5
+    scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = 0.03
+    global_batch: int = 64
+    """Examples per optimizer step: per_device_batch x gradient accumulation x processes."""
+    per_device_batch: int = 4
+    max_length: int = 512
+    """Tokens per example (or per packed row); longer examples are cut at the end."""
+    template: Literal["paper", "chat"] = "paper"
+    packing: Literal["auto"] | bool = "auto"
+    """Best-fit-decreasing packing, padding-free (no attention across examples). auto: on a GPU only."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """auto: bf16 on a GPU, fp32 on a CPU."""
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    """auto: flash_attention_2 on a GPU when flash-attn is importable, else sdpa."""
+    gradient_checkpointing: bool = False
+    lora: LoraParams | None = None
+    """Train a LoRA adapter instead of all weights; null = full fine-tuning (the paper)."""
+    launcher: Literal["single", "ddp", "fsdp", "zero3"] = "single"
+    """The accelerate config in configs/accelerate/ that dvc.yaml launches with (paper: zero3)."""
+    num_processes: int = 1
+    """Processes (GPUs) on this machine; must be 1 with launcher single."""
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 1
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "lr": self.lr, "global_batch": self.global_batch}
+        positive |= {"per_device_batch": self.per_device_batch, "save_steps": self.save_steps}
+        positive |= {"save_total_limit": self.save_total_limit, "logging_steps": self.logging_steps}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ParamsError(key, value, "a positive number")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ParamsError("warmup_ratio", self.warmup_ratio, "a number in [0, 1)")
+        if self.max_length < 8:
+            raise ParamsError("max_length", self.max_length, "an integer >= 8")
+        if self.global_batch % self.per_device_batch:
+            allowed = f"a multiple of per_device_batch ({self.per_device_batch})"
+            raise ParamsError("global_batch", self.global_batch, allowed)
+        if self.num_processes < 1 or (self.launcher == "single" and self.num_processes != 1):
+            raise ParamsError("num_processes", self.num_processes, "1 with launcher single, else the number of GPUs")
+        if self.lora is not None and self.launcher in ("fsdp", "zero3"):
+            raise ParamsError("lora", asdict(self.lora), "null with launcher fsdp or zero3 (LoRA: single or ddp)")
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def gradient_accumulation(params: SFTParams, processes: int) -> int:
+    per_step = params.per_device_batch * processes
+    if params.global_batch % per_step:
+        raise StageError(
+            f"sft.global_batch={params.global_batch} is not divisible by per_device_batch x processes "
+            f"= {params.per_device_batch} x {processes}; choose a multiple of {per_step}"
+        )
+    return params.global_batch // per_step
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What `auto` params resolve to on this machine."""
+
+    device: str
+    bf16: bool
+    packing: bool
+    attn_implementation: str
+
+
+def resolve_runtime(params: SFTParams) -> Runtime:
+    import importlib.util
+
+    import torch
+
+    gpu = torch.cuda.is_available()
+    attn = params.attn_implementation
+    if attn == "auto":
+        attn = "flash_attention_2" if gpu and importlib.util.find_spec("flash_attn") else "sdpa"
+    return Runtime(
+        device="cuda" if gpu else "cpu",
+        bf16=gpu if params.precision == "auto" else params.precision == "bf16",
+        packing=gpu if params.packing == "auto" else params.packing,
+        attn_implementation=attn,
+    )

@@ -1,0 +1,257 @@
+"""Fine-tune the base model on one mixture with TRL's SFTTrainer (stage sft@<model id>).
+
+The mixture becomes a prompt/completion dataset, so the loss covers response tokens only.
+Templates: `paper` trains on prompt + " " + response + EOS (the authors' code); `chat` renders
+a user turn and an assistant turn with the tokenizer's chat template.
+
+Checkpoints go to a directory DVC keeps between runs (persist): a run that was killed resumes
+from its last checkpoint, as long as the params, the seed, the mixture and the base model are
+unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from instmix.core.files import read_records, write_json
+from instmix.core.params import ParamsError, StageError
+from instmix.core.records import Record
+from instmix.train.config import SFTParams, gradient_accumulation, resolve_runtime, world_size
+
+FINGERPRINT = "fingerprint.json"
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def to_example(record: Record, template: str) -> dict[str, Any]:
+    if template == "chat":
+        return {
+            "prompt": [{"role": "user", "content": record["prompt"]}],
+            "completion": [{"role": "assistant", "content": record["response"]}],
+        }
+    return {"prompt": record["prompt"], "completion": " " + record["response"]}
+
+
+def prompt_lengths(tokenizer: Any, records: list[Record], template: str) -> list[int]:
+    """Prompt tokens per example, counted as TRL counts them (chat: with the generation prompt)."""
+    if template == "chat":
+        return [len(chat_prompt_ids(tokenizer, r["prompt"])) for r in records]
+    return [len(ids) for ids in tokenizer([r["prompt"] for r in records])["input_ids"]]
+
+
+def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    message = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
+
+
+def preflight(tokenizer: Any, records: list[Record], params: SFTParams) -> dict[str, int]:
+    """Refuse, before the model is loaded, inputs that cannot train anything."""
+    if not records:
+        raise StageError("the mixture is empty")
+    if params.template == "chat":
+        if tokenizer.chat_template is None:
+            raise StageError("sft.template=chat but the base tokenizer has no chat template; use template: paper")
+        overhead = len(chat_prompt_ids(tokenizer, ""))
+        if overhead >= params.max_length:
+            allowed = f"more than the chat template's own prompt length ({overhead} tokens)"
+            raise ParamsError("sft.max_length", params.max_length, allowed)
+    lengths = prompt_lengths(tokenizer, records, params.template)
+    cut = sum(length >= params.max_length for length in lengths)
+    if cut == len(records):
+        raise StageError(
+            f"no example keeps a supervised token: every prompt is at least sft.max_length={params.max_length} tokens "
+            f"(shortest prompt: {min(lengths)}); raise sft.max_length"
+        )
+    return {"examples": len(records), "examples_without_supervised_tokens": cut}
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def fingerprint(params: SFTParams, seed: int, mixture: Path, base: Path) -> str:
+    digest = hashlib.sha256(json.dumps(asdict(params) | {"seed": seed}, sort_keys=True).encode())
+    digest.update(mixture.read_bytes())
+    for name in sorted(p.name for p in base.iterdir()):
+        digest.update(f"{name}:{(base / name).stat().st_size}".encode())
+    digest.update((base / "config.json").read_bytes())
+    return digest.hexdigest()
+
+
+def prepare_checkpoints(directory: Path, run_fingerprint: str) -> bool:
+    """Keep the checkpoints only if they belong to this exact run; True when one can be resumed."""
+    from accelerate import PartialState
+    from transformers.trainer_utils import get_last_checkpoint
+
+    state = PartialState()
+    marker = directory / FINGERPRINT
+    same_run = marker.exists() and json.loads(marker.read_text())["fingerprint"] == run_fingerprint
+    stale = [c for c in directory.glob("checkpoint-*") if not same_run or not is_complete_checkpoint(c)]
+    state.wait_for_everyone()  # every rank has decided before rank 0 changes anything
+    if state.is_main_process:
+        for old in stale:
+            shutil.rmtree(old)
+        if not same_run:
+            write_json(marker, {"fingerprint": run_fingerprint})
+    state.wait_for_everyone()
+    return same_run and get_last_checkpoint(str(directory)) is not None
+
+
+def is_complete_checkpoint(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a run killed while saving leaves it absent or cut."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def build_trainer(
+    params: SFTParams,
+    seed: int,
+    records: list[Record],
+    base: Path,
+    checkpoints: Path,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Any, dict[str, int]]:
+    """The SFTTrainer for this run, and the data counts of the preflight check."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    runtime = resolve_runtime(params)
+    accumulation = gradient_accumulation(params, world_size())
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    counts = preflight(tokenizer, records, params)
+    model = AutoModelForCausalLM.from_pretrained(
+        base,
+        dtype=torch.bfloat16 if runtime.bf16 else torch.float32,
+        attn_implementation=runtime.attn_implementation,
+    )
+    config = SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=params.epochs,
+        learning_rate=params.lr,
+        lr_scheduler_type=params.scheduler,
+        warmup_steps=params.warmup_ratio,  # a float below 1 is a fraction of the steps
+        per_device_train_batch_size=params.per_device_batch,
+        gradient_accumulation_steps=accumulation,
+        max_length=params.max_length,
+        seed=seed,
+        data_seed=seed,
+        bf16=runtime.bf16,  # SFTConfig defaults to bf16 even on a CPU
+        use_cpu=runtime.device == "cpu",
+        packing=runtime.packing,
+        packing_strategy="bfd",
+        completion_only_loss=True,
+        activation_checkpointing=params.gradient_checkpointing,  # SFTConfig defaults to True
+        logging_steps=params.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        # Padding-free batches have no attention mask: "non_padding" would skip every EOS (= pad) token.
+        include_num_input_tokens_seen="all" if runtime.packing else "non_padding",
+        report_to="none",  # DVCLive is added below with our own directory
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if params.lora is not None:
+        from peft import LoraConfig
+
+        lora = params.lora
+        peft_config = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    dataset = Dataset.from_list([to_example(r, params.template) for r in records])
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=list(callbacks),
+    )
+    return trainer, counts
+
+
+def peak_memory_gb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def save_final(trainer: Any, params: SFTParams, out: Path) -> None:
+    """Every rank takes part in saving (FSDP / ZeRO-3 gather the weights); rank 0 renames."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if params.lora is not None and params.lora.save == "merged":
+        if trainer.is_world_process_zero():
+            trainer.model.merge_and_unload().save_pretrained(tmp)
+            trainer.processing_class.save_pretrained(tmp)
+    else:
+        trainer.save_model(str(tmp))
+    if trainer.is_world_process_zero():
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # pickled args: not needed, not deterministic
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+
+
+def train(
+    params: SFTParams,
+    seed: int,
+    mixture: Path,
+    base: Path,
+    out: Path,
+    report: Path,
+    checkpoints: Path,
+    callbacks: Callable[[bool], Sequence[Any]] = lambda resume: (),
+) -> dict[str, Any]:
+    """Train, save the model to `out` and the metrics (with the params and seed used) to `report`.
+    `callbacks(resume)` gives the trainer's loggers (the stage's DVCLive), told whether this run resumes."""
+    records = read_records(mixture)
+    resume = prepare_checkpoints(checkpoints, fingerprint(params, seed, mixture, base))
+    trainer, counts = build_trainer(params, seed, records, base, checkpoints, callbacks(resume))
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    wall = time.perf_counter() - start
+    save_final(trainer, params, out)
+    state = trainer.state
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    metrics = {
+        "train_loss": result.training_loss,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "steps": state.global_step,
+        "tokens": int(state.num_input_tokens_seen),
+        "wall_seconds": round(wall, 2),
+        "tokens_per_second": round(state.num_input_tokens_seen / wall, 1),
+        "peak_memory_gb": round(peak_memory_gb(), 3),
+        **counts,  # examples, and those left without a supervised token by max_length (not trained on)
+        "resumed": resume,
+        "params": asdict(params) | {"seed": seed},
+    }
+    if trainer.is_world_process_zero():
+        write_json(report / "metrics.json", metrics)
+        for old in checkpoints.glob("checkpoint-*"):  # finished: only the final model is kept
+            shutil.rmtree(old)
+        loss = f"{metrics['first_loss']:.3f} -> {metrics['last_loss']:.3f}"
+        print(f"sft@{out.name}: {metrics['steps']} steps, loss {loss}, {metrics['tokens_per_second']} tokens/s")
+    return metrics
