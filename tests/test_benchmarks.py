@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from stages.benchmarks import TASKS, split_context
-from stages.files import read_jsonl
-from stages.profile import read_profile
+from instmix.core.files import read_jsonl
+from instmix.core.profile import read_profile
+from instmix.core.vocab import TASKS
+from instmix.nlp.benchmarks import split_context
 from tests.conftest import DEMO, REPO, SHARED_DATA, run_stage, set_params
 
 # The files each profile points eval.benchmarks at: the demo's own, and ../shared/data's.
@@ -42,7 +43,7 @@ def lm_eval_docs(benchmarks: Path, task: str) -> dict[str, list[tuple[Any, Any, 
     """(text, choices, target) of every doc, as lm-eval's own task renders it; per leaf task."""
     import tempfile
 
-    from stages.eval_nlp import task_configs, task_manager
+    from instmix.nlp.harness import task_configs, task_manager
 
     with tempfile.TemporaryDirectory() as folder:
         loaded = task_manager(task_configs([task], benchmarks), Path(folder)).load([task])["tasks"]
@@ -53,7 +54,10 @@ def lm_eval_docs(benchmarks: Path, task: str) -> dict[str, list[tuple[Any, Any, 
 
 
 def metrics_of(benchmarks: Path, task: str) -> dict[str, Any]:
-    return json.loads((benchmarks / f"{task}.metrics.json").read_text())
+    """The stage's metrics without the params it records (checked once, in the hub test)."""
+    metrics = json.loads((benchmarks / f"{task}.metrics.json").read_text())
+    assert set(metrics.pop("params")) == {"path"}
+    return metrics
 
 
 # ---------------------------------------------------------------------------- demo files: always

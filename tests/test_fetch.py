@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.files import read_jsonl
-from stages.records import record_id
+from instmix.core.files import read_jsonl
+from instmix.core.records import record_id
 from tests.conftest import DEMO, real_or_demo, run_stage, set_params
 
 SCHEMA = {"id", "source", "orig_id", "task", "prompt", "response"}
@@ -125,8 +125,10 @@ def test_broken_p3_line_names_file_and_line(workdir: Path) -> None:
 
 def test_benchmark_dataset_in_params_is_refused(workdir: Path) -> None:
     set_params(workdir, **{"fetch.p3.datasets": ["ag_news", "ai2_arc_ARC_Challenge"]})
-    err = fails(workdir, "alpaca")  # validated before any source is read
+    err = fails(workdir, "p3")  # validated before any source is read
     assert "fetch.p3.datasets[1]='ai2_arc_ARC_Challenge'" in err and "ARC" in err and "allow_benchmarks" in err
+    # each fetch stage reads only its own source's section: alpaca is not held up by p3's params
+    assert run_stage("fetch", "alpaca", "a.jsonl", cwd=workdir).returncode == 0
 
 
 def test_benchmark_tasks_need_the_explicit_override(workdir: Path) -> None:

@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from instmix.core.vocab import SETTINGS
 from tests.conftest import REPO, set_params, stage_env
 
-SETTINGS = ["A", "C", "P", "AC", "AP", "CP", "ACP", "ratio", "count"]
-MODELS = ["none", *SETTINGS]
+TRAINED = [f"{setting}-42" for setting in SETTINGS]  # the model ids of the default `seeds: [42]`
 EVALS = ["eval_nlp", "eval_code", "eval_align", "judge"]
-# fetch, subsample, mix, base, sft, benchmarks, the evaluations, decontam, report
-STAGES = 3 + 3 + 9 + 1 + 9 + 6 + len(EVALS) * len(MODELS) + 1 + 1
+# fetch, subsample, mix, base, sft, benchmarks, flask, the evaluations (trained models and base), decontam, report
+STAGES = 3 + 3 + 9 + 1 + 9 + 6 + 1 + len(EVALS) * (len(TRAINED) + 1) + 1 + 1
 TINY = {  # the tiny model, and evaluations cut to what shows each stage works
     "model.base": "tiny",
     "sft.lr": 3e-3,
@@ -41,21 +40,6 @@ def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProces
     result = subprocess.run(args, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result
-
-
-def test_sweep_and_seed_stages_mirror_the_table_stages() -> None:
-    """The *_sweep and *_seed groups repeat their table group's block for other model ids: no drift."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for family in ("sft", *EVALS):
-        table = json.dumps(stages[family]["do"])
-        if family != "sft":  # the table groups map a model id (key) to its directory (item)
-            table = table.replace("${item}", "models/sft/${key}").replace("${key}", "${item}")
-        assert json.dumps(stages[f"{family}_sweep"]["do"]) == table, family
-        for group in (f"{family}_seed", f"{family}_sweep_seed"):
-            block = {k: v for k, v in stages[group].items() if k != "matrix"}
-            seeded = json.dumps(block).replace(" --seed ${item.seed}", "").replace("-s${item.seed}", "")
-            assert seeded.replace("${item.setting}", "${item}") == table, group
-        assert stages[f"{family}_seed"]["matrix"]["setting"] == stages["sft"]["foreach"]
 
 
 def sh(*args: str, cwd: Path, timeout: int = 600) -> str:
@@ -129,9 +113,9 @@ def test_two_clean_runs_give_byte_identical_data(project: Path, tmp_path: Path) 
 
 def test_training_curves_are_dvc_plots(project: Path) -> None:
     plots = json.dumps(dvc_json("plots", "show", cwd=project))
-    for setting in SETTINGS:
+    for model in TRAINED:
         for curve in ("loss", "learning_rate", "grad_norm", "num_input_tokens_seen"):
-            assert f"reports/sft/{setting}/live/plots/metrics/{curve}.tsv" in plots
+            assert f"reports/sft/{model}/live/plots/metrics/{curve}.tsv" in plots
 
 
 def assert_reran(output: str, required: set[str], may_follow: set[str]) -> None:
@@ -141,8 +125,16 @@ def assert_reran(output: str, required: set[str], may_follow: set[str]) -> None:
     assert ran <= required | may_follow, sorted(ran - required - may_follow)
 
 
-def evaluations(*models: str) -> set[str]:
-    return {f"{family}@{model}" for family in EVALS for model in models}
+def evaluations(*models: str, group: str = "") -> set[str]:
+    return {f"{family}{group}@{model}" for family in EVALS for model in models}
+
+
+def test_every_model_is_a_directory_named_by_its_id(project: Path) -> None:
+    assert sorted(p.name for p in (project / "models").iterdir() if p.is_dir() and p.name != "checkpoints") == sorted(
+        ["base", *TRAINED]
+    )
+    for family in ("nlp", "code", "align"):
+        assert sorted(p.name for p in (project / "reports" / "eval" / family).iterdir()) == sorted(["base", *TRAINED])
 
 
 def test_report_has_both_tables_and_the_plots(project: Path) -> None:
@@ -154,36 +146,46 @@ def test_report_has_both_tables_and_the_plots(project: Path) -> None:
 
 def test_ratio_experiment_reruns_only_the_ratio_stages(project: Path) -> None:
     output = dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)
-    assert_reran(output, {"mix@ratio", "sft@ratio"}, evaluations("ratio") | {"report"})
+    assert_reran(output, {"mix@ratio", "sft@ratio-42"}, evaluations("ratio-42") | {"report"})
     assert ran_stages(dvc("exp", "run", "-S", "mix.ratio=1.5", cwd=project)) == []
     changed = dvc_json("metrics", "diff", cwd=project)
-    assert "data/mix/ratio.metrics.json" in changed and "reports/sft/ratio/metrics.json" in changed
-    others = [m for m in MODELS if m != "ratio"]
+    assert "data/mix/ratio.metrics.json" in changed and "reports/sft/ratio-42/metrics.json" in changed
+    others = [m for m in ("base", *TRAINED) if m != "ratio-42"]
     touched = [name for name in changed if any(f"/{m}/" in name or f"/{m}." in name for m in others)]
     assert touched == [], touched
 
 
 def test_code_temperature_experiment_reruns_only_the_code_evaluation(project: Path) -> None:
     output = dvc("exp", "run", "-S", "eval.code.temperature=0.5", cwd=project)
-    assert_reran(output, {f"eval_code@{model}" for model in MODELS}, {"report"})
+    required = {f"eval_code@{model}" for model in TRAINED} | {"eval_code_base@base"}
+    assert_reran(output, required, {"report"})
 
 
 def test_learning_rate_experiment_reruns_only_training_and_what_follows(project: Path) -> None:
     output = dvc("exp", "run", "-S", "sft.lr=2e-3", cwd=project)
-    assert_reran(output, {f"sft@{setting}" for setting in SETTINGS}, evaluations(*SETTINGS) | {"report"})
+    assert_reran(output, {f"sft@{model}" for model in TRAINED}, evaluations(*TRAINED) | {"report"})
 
 
 def test_a_sweep_point_and_a_seed_add_only_their_stages(project: Path) -> None:
-    # 56 new stages (sweep point, a seed of every setting, their evaluations): ~10 min here
-    output = dvc("exp", "run", "-S", "mix.sweep=[ratio-0.5]", "-S", "seeds=[7]", cwd=project, timeout=1800)
-    point = {f"{family}_sweep@ratio-0.5" for family in ("mix", "sft", *EVALS)}
-    replicas = {f"{family}_seed@{setting}-7" for family in ("sft", *EVALS) for setting in SETTINGS}
-    replicas |= {f"{family}_sweep_seed@ratio-0.5-7" for family in ("sft", *EVALS)}
+    # 56 new stages (sweep point, a seed of every setting, their evaluations): the suite's longest test
+    output = dvc("exp", "run", "-S", "mix.sweep=[ratio-0.5]", "-S", "seeds=[42,7]", cwd=project, timeout=1800)
+    point = {"mix_sweep@ratio-0.5", "sft_sweep@ratio-0.5-42", *evaluations("ratio-0.5-42", group="_sweep")}
+    replicas = {f"sft@{setting}-7" for setting in SETTINGS} | evaluations(*(f"{s}-7" for s in SETTINGS))
+    replicas |= {"sft_sweep@ratio-0.5-7", *evaluations("ratio-0.5-7", group="_sweep")}
     assert_reran(output, point | replicas | {"report"}, set())
     with open(project / "reports" / "results.csv", newline="") as handle:
         rows = {row["model"]: row for row in csv.DictReader(handle)}
-    assert float(rows["ratio-0.5"]["mix.ratio"]) == 0.5 and rows["ratio-0.5"]["nlp.avg"] != ""
-    assert rows["A-s7"]["setting"] == "A" and rows["A-s7"]["seed"] == "7"
+    assert float(rows["ratio-0.5-42"]["mix.ratio"]) == 0.5 and rows["ratio-0.5-42"]["nlp.avg"] != ""
+    assert rows["A-7"]["setting"] == "A" and rows["A-7"]["seed"] == "7"
     claims = json.loads((project / "reports" / "claims.json").read_text())["claims"]
     assert all("ci_low" in claims[c] for c in ("p_best_nlp", "c_best_code", "c_raises_alignment"))
     assert " ± " in (project / "reports" / "results.md").read_text()
+
+
+def test_an_empty_seed_list_is_refused(project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "seeds=[]"],
+        cwd=project, env=stage_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "seeds=[] is not allowed: at least one training seed" in result.stdout + result.stderr

@@ -9,24 +9,38 @@ from pathlib import Path
 
 import pytest
 
-from stages import hub
-from stages.base import ModelParams
-from stages.fetch import FetchParams
-from stages.files import read_jsonl
-from stages.mix import MixParams
-from stages.params import load
-from stages.profile import apply, leaf_keys, profile_names, read_profile
-from stages.sft import SFTParams
-from stages.sources import benchmark_of
-from stages.subsample import SubsampleParams, deduplicate
+from instmix.align.answer import AlignParams
+from instmix.align.flask import FlaskParams
+from instmix.align.judge import JudgeParams
+from instmix.code.humaneval import CodeParams
+from instmix.core import hub
+from instmix.core.files import read_jsonl
+from instmix.core.params import load
+from instmix.core.profile import apply, leaf_keys, profile_names, read_profile
+from instmix.data.decontam import DecontamParams
+from instmix.data.fetch import P3Params, SourceParams
+from instmix.data.mix import MixParams
+from instmix.data.sources import benchmark_of
+from instmix.data.subsample import SubsampleParams, deduplicate
+from instmix.nlp.harness import NLPParams
+from instmix.train.base import ModelParams
+from instmix.train.config import SFTParams
 from tests.conftest import REPO, run_stage
 
-SECTIONS = {
-    "fetch": FetchParams,
+SECTIONS = {  # every stage's own section
+    "fetch.alpaca": SourceParams,
+    "fetch.codealpaca": SourceParams,
+    "fetch.p3": P3Params,
     "subsample": SubsampleParams,
     "mix": MixParams,
     "model": ModelParams,
     "sft": SFTParams,
+    "eval.flask": FlaskParams,
+    "eval.nlp": NLPParams,
+    "eval.code": CodeParams,
+    "eval.align": AlignParams,
+    "eval.judge": JudgeParams,
+    "eval.decontam": DecontamParams,
 }
 
 
@@ -39,8 +53,9 @@ def test_every_profile_sets_the_same_keys() -> None:
 def test_committed_params_are_the_demo_profile(tmp_path: Path) -> None:
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     apply("paper", tmp_path / "params.yaml")
+    assert "profile: paper  #" in (tmp_path / "params.yaml").read_text()  # the key, with its comment
     apply("demo", tmp_path / "params.yaml")
-    assert (tmp_path / "params.yaml").read_bytes() == (REPO / "params.yaml").read_bytes()
+    assert (tmp_path / "params.yaml").read_bytes() == (REPO / "params.yaml").read_bytes()  # comments too
 
 
 @pytest.mark.parametrize("name", ["demo", "local", "paper"])
@@ -49,10 +64,10 @@ def test_each_profile_validates(tmp_path: Path, name: str) -> None:
     apply(name, tmp_path / "params.yaml")
     parsed = {section: load(cls, section, tmp_path / "params.yaml") for section, cls in SECTIONS.items()}
     if name == "paper":
-        assert parsed["subsample"].n == 20000 and parsed["fetch"].p3.max_per_task == 1000
+        assert parsed["subsample"].n == 20000 and parsed["fetch.p3"].max_per_task == 1000
         assert parsed["model"].from_hub and parsed["sft"].global_batch == 64 and parsed["sft"].launcher == "zero3"
         for source in ("alpaca", "codealpaca", "p3"):
-            pin = hub.read_pin(REPO / getattr(parsed["fetch"], source).path)
+            pin = hub.read_pin(REPO / parsed[f"fetch.{source}"].path)
             assert pin.repo and pin.revision
 
 

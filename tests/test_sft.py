@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from stages.files import write_jsonl
-from stages.params import ParamsError, StageError, parse
-from stages.records import Record
-from stages.sft import SFTParams, build_trainer, gradient_accumulation, preflight
+from instmix.core.files import write_jsonl
+from instmix.core.params import ParamsError, StageError, parse
+from instmix.core.records import Record
+from instmix.train.config import SFTParams, gradient_accumulation
+from instmix.train.sft import build_trainer, preflight
 from tests.conftest import REPO, run_stage, set_params, stage_env
 
 FAST = {"lr": 3e-3, "epochs": 3.0, "global_batch": 8, "per_device_batch": 4, "max_length": 128, "warmup_ratio": 0.0}
@@ -22,7 +23,7 @@ FAST = {"lr": 3e-3, "epochs": 3.0, "global_batch": 8, "per_device_batch": 4, "ma
 
 def demo_records() -> list[Record]:
     """48 real records from the demo sources, fetched the way the pipeline fetches them."""
-    from stages.sources import Drops, p3_task_files, read_instructions, read_p3_task
+    from instmix.data.sources import Drops, p3_task_files, read_instructions, read_p3_task
 
     demo, drops = REPO / "assets" / "demo", Drops()
     records = list(read_instructions("alpaca", demo / "alpaca.json", drops))[:16]
@@ -39,15 +40,15 @@ def sft_dir(workdir: Path, tiny_base: Path) -> Path:
     return workdir
 
 
-def sft_args(workdir: Path, tiny_base: Path) -> list[str | Path]:
-    return ["X", workdir / "mix.jsonl", tiny_base, workdir / "out", workdir / "report", workdir / "ckpt"]
+def sft_args(workdir: Path, tiny_base: Path, seed: str = "42") -> list[str | Path]:
+    return [workdir / "mix.jsonl", tiny_base, workdir / "out", workdir / "report", workdir / "ckpt", "--seed", seed]
 
 
 @pytest.mark.parametrize("template", ["paper", "chat"])
 def test_loss_covers_response_tokens_only(tiny_base: Path, tmp_path: Path, template: str) -> None:
     params = parse(SFTParams, {**FAST, "template": template, "max_length": 512}, "sft")
     records = demo_records()
-    trainer, counts = build_trainer(params, records, tiny_base, tmp_path)
+    trainer, counts = build_trainer(params, 42, records, tiny_base, tmp_path)
     assert counts == {"examples": 48, "examples_without_supervised_tokens": 0}
     tokenizer = trainer.processing_class
     assert len(trainer.train_dataset) == len(records)
@@ -76,6 +77,7 @@ def test_sft_trains_fast_and_the_model_reloads(sft_dir: Path, tiny_base: Path) -
     assert elapsed < 60, f"sft took {elapsed:.0f} s"
     metrics = json.loads((sft_dir / "report/metrics.json").read_text())
     assert metrics["steps"] == 3 * 48 // 8 and metrics["examples"] == 48 and not metrics["resumed"]
+    assert metrics["params"] == {**metrics["params"], **FAST, "seed": 42}  # the params it used, and the seed
     losses = [
         float(line.split("\t")[-1])
         for line in (sft_dir / "report/live/plots/metrics/loss.tsv").read_text().splitlines()[1:]
@@ -131,7 +133,7 @@ def test_checkpoints_of_another_run_are_not_resumed(sft_dir: Path, tiny_base: Pa
 
 def test_preflight_counts_the_examples_truncation_leaves_without_loss(tiny_base: Path, tmp_path: Path) -> None:
     params = parse(SFTParams, {**FAST, "template": "chat", "max_length": 64}, "sft")
-    trainer, counts = build_trainer(params, demo_records(), tiny_base, tmp_path)
+    trainer, counts = build_trainer(params, 42, demo_records(), tiny_base, tmp_path)
     assert counts["examples_without_supervised_tokens"] > 0
     assert len(trainer.train_dataset) == 48 - counts["examples_without_supervised_tokens"]  # what TRL drops
 
@@ -178,16 +180,18 @@ def test_bad_params_stop_before_loading_anything(
 
 def test_seed_flag_trains_a_replicate_and_is_validated(sft_dir: Path, tiny_base: Path) -> None:
     runs = {}
-    for name, flag in (("plain", []), ("seed7", ["--seed", "7"])):
-        args = ["X", sft_dir / "mix.jsonl", tiny_base, *(sft_dir / name / d for d in ("out", "report", "ckpt"))]
-        result = run_stage("sft", *args, *flag, cwd=sft_dir)
+    for seed in ("42", "7"):
+        args = [sft_dir / "mix.jsonl", tiny_base, *(sft_dir / seed / d for d in ("out", "report", "ckpt"))]
+        result = run_stage("sft", *args, "--seed", seed, cwd=sft_dir)
         assert result.returncode == 0, result.stderr[-3000:]
-        runs[name] = (sft_dir / name / "report/live/plots/metrics/loss.tsv").read_text()
-    assert runs["plain"] != runs["seed7"]  # another data order: another loss curve
-    result = run_stage("sft", *sft_args(sft_dir, tiny_base), "--seed", "x", cwd=sft_dir)
+        runs[seed] = (sft_dir / seed / "report/live/plots/metrics/loss.tsv").read_text()
+    assert runs["42"] != runs["7"]  # another data order: another loss curve
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base, seed="x"), cwd=sft_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--seed='x'" in result.stderr
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base)[:5], cwd=sft_dir)  # the seed is required
+    assert result.returncode == 2 and "--seed N" in result.stderr
 
 
 def test_unknown_base_directory_is_refused(sft_dir: Path) -> None:
-    result = run_stage("sft", "X", sft_dir / "mix.jsonl", sft_dir / "nothing", "o", "r", "c", cwd=sft_dir)
+    result = run_stage("sft", sft_dir / "mix.jsonl", sft_dir / "nothing", "o", "r", "c", "--seed", "1", cwd=sft_dir)
     assert result.returncode == 2 and "is not a model directory" in result.stderr

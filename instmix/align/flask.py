@@ -144,9 +144,12 @@ def _text(data: bytes, where: str) -> str:
 
 def read_eval_set(folder: Path) -> list[dict[str, Any]]:
     """FLASK's eval set as instances: idx, instruction, reference, skills, domain, difficulty, task."""
-    where = str(folder / FILES["eval_set"])
+    return _eval_set(_read(folder, "eval_set"), str(folder / FILES["eval_set"]))
+
+
+def _eval_set(data: bytes, where: str) -> list[dict[str, Any]]:
     instances = []
-    for number, row in enumerate(_json_lines(_read(folder, "eval_set"), where), 1):
+    for number, row in enumerate(_json_lines(data, where), 1):
         skills = row.get("skill")
         ok = isinstance(row.get("idx"), int) and isinstance(row.get("instruction"), str)
         ok &= isinstance(row.get("answer"), str) and isinstance(skills, list) and bool(skills)
@@ -171,9 +174,12 @@ def read_eval_set(folder: Path) -> list[dict[str, Any]]:
 
 def read_rubrics(folder: Path) -> dict[str, dict[str, Any]]:
     """skillset_description.json as {skill name: {"Skill", "Criteria", "Scoring": {"1".."5"}}}."""
-    where = str(folder / FILES["skills"])
+    return _rubrics(_read(folder, "skills"), str(folder / FILES["skills"]))
+
+
+def _rubrics(data: bytes, where: str) -> dict[str, dict[str, Any]]:
     try:
-        rows = json.loads(_text(_read(folder, "skills"), where))
+        rows = json.loads(_text(data, where))
     except json.JSONDecodeError as err:
         raise StageError(f"{where}: not valid JSON ({err.msg}, line {err.lineno})") from err
     rubrics = {}
@@ -232,13 +238,15 @@ def _read(folder: Path, key: str) -> bytes:
 
 
 def copy_files(params: FlaskParams, out: Path) -> dict[str, Any]:
-    """Copy FLASK's four files to `out` (FILES), checked by parsing them; returns the metrics."""
+    """Copy FLASK's four files to `out` (FILES), checked by parsing them first; returns the metrics."""
     source = FlaskSource(params)
     data = {key: source.read(key) for key in FILES}
+    texts = {key: _text(data[key], source.describe(getattr(params, key))) for key in FILES}
+    instances = _eval_set(data["eval_set"], source.describe(params.eval_set))  # errors name the source file
+    rubrics = _rubrics(data["skills"], source.describe(params.skills))
     for key, name in FILES.items():
         with atomic_open(out / name) as handle:
-            handle.write(_text(data[key], source.describe(getattr(params, key))))
-    instances, rubrics = read_eval_set(out), read_rubrics(out)
+            handle.write(texts[key])
     return {
         "instances": len(instances),
         "skills": len(rubrics),

@@ -36,7 +36,7 @@ class OpenAIJudge:
     def __init__(self, params: JudgeParams, cache_dir: Path) -> None:
         key = os.environ.get(params.api_key_env, "") if params.api_key_env else "unused"
         if not key:
-            raise StageError(f"eval.align.judge.api_key_env: the environment variable {params.api_key_env} is not set")
+            raise StageError(f"eval.judge.api_key_env: the environment variable {params.api_key_env} is not set")
         from openai import OpenAI
 
         self._secret = key

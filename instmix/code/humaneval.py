@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,7 +180,7 @@ def pass_at_k(samples_per_task: Sequence[int], correct_per_task: Sequence[int]) 
 
 
 def score(
-    problems: dict[str, dict[str, Any]], samples: list[dict[str, Any]], sandbox: Sandbox, params: CodeParams
+    problems: dict[str, dict[str, Any]], samples: list[dict[str, Any]], sandbox: Sandbox
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every sample; rows = the samples with passed/result added, plus the metrics."""
     outcomes = sandbox.run_many([program(problems[s["task_id"]], s["completion"]) for s in samples], desc="execute")
@@ -197,8 +197,7 @@ def score(
             "n": min(n, default=0),
             "problems": len(totals),
             "sandboxed": sandbox.sandboxed,
-        },
-        "params": asdict(params),
+        }
     }
     return rows, metrics
 

@@ -20,13 +20,18 @@ SWEEP_SETTINGS = ("ratio", "count")
 """Settings drawn at the point mix.ratio / mix.per_type names (the sweep ids carry their own point)."""
 SETTINGS = TABLE_SETTINGS + SWEEP_SETTINGS
 
-TASKS = ("arc_challenge", "winogrande", "piqa", "mmlu", "race", "hellaswag")
-"""The six zero-shot NLP benchmarks of Table 1, as lm-eval names its tasks."""
-SKILLS = (
-    "logical_correctness", "factuality", "commonsense", "comprehension",
-    "completeness", "insightfulness", "readability", "conciseness",
-)  # fmt: skip
-"""The 8 FLASK skills of Table 2 (metric keys)."""
+TASK_LABELS = {
+    "arc_challenge": "ARC", "winogrande": "Winogrande", "piqa": "PIQA", "mmlu": "MMLU", "race": "RACE",
+    "hellaswag": "HellaSwag",
+}  # fmt: skip
+TASKS = tuple(TASK_LABELS)
+"""The six zero-shot NLP benchmarks of Table 1, as lm-eval names its tasks (labels: Table 1's columns)."""
+SKILL_LABELS = {
+    "logical_correctness": "Corr.", "factuality": "Fact.", "commonsense": "Comm.", "comprehension": "Compr.",
+    "completeness": "Compl.", "insightfulness": "Insight.", "readability": "Read.", "conciseness": "Conc.",
+}  # fmt: skip
+SKILLS = tuple(SKILL_LABELS)
+"""The 8 FLASK skills of Table 2 (metric keys; labels: Table 2's columns)."""
 
 BASE = "base"
 """The untuned model's id; its directory is models/base."""

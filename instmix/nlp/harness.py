@@ -49,7 +49,10 @@ class NLPParams:
     """Context window lm-eval truncates prompts to; null = the model config's."""
 
     def __post_init__(self) -> None:
-        if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(TASKS):
+        for i, task in enumerate(self.tasks):
+            if task not in TASKS:
+                raise ParamsError(f"tasks[{i}]", task, "one of " + ", ".join(TASKS))
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ParamsError("tasks", self.tasks, f"a non-empty list of distinct tasks from {', '.join(TASKS)}")
         if self.limit is not None and self.limit < 1:
             raise ParamsError("limit", self.limit, "a positive integer or null (all docs)")

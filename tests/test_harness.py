@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.benchmarks import TASKS
-from stages.eval_nlp import task_configs
-from stages.files import read_jsonl
+from instmix.core.files import read_jsonl
+from instmix.core.vocab import TASKS
+from instmix.nlp.harness import task_configs
 from tests.conftest import run_stage, set_params
 from tests.test_benchmarks import DEMO_SOURCES, SHARED_SOURCES
 
@@ -49,8 +49,9 @@ def test_tiny_model_on_demo_benchmarks_is_deterministic(nlp_dir: Path, tiny_base
     metrics, samples = run_eval(nlp_dir, tiny_base, demo_benchmarks)
     assert time.perf_counter() - start < 90
 
-    assert set(metrics) == {"nlp", "lm_eval_version", "limit"}
-    assert metrics["lm_eval_version"] == "0.4.13" and metrics["limit"] == 2
+    assert set(metrics) == {"nlp", "lm_eval_version", "params"}
+    assert metrics["lm_eval_version"] == "0.4.13" and metrics["params"]["limit"] == 2  # the params it used
+    assert metrics["params"]["tasks"] == list(TASKS)
     nlp = metrics["nlp"]
     assert set(nlp) == {*TASKS, "avg"}
     for task in TASKS:  # acc_norm exactly where lm-eval's task defines it

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.eval_code import (
+from instmix.code.humaneval import (
     CodeParams,
     extract_code,
     pass_at_k,
@@ -20,9 +20,9 @@ from stages.eval_code import (
     score,
     to_completion,
 )
-from stages.files import read_jsonl, write_jsonl
-from stages.params import ParamsError, parse
-from stages.sandbox import Limits, Sandbox
+from instmix.code.sandbox import Limits, Sandbox
+from instmix.core.files import read_jsonl, write_jsonl
+from instmix.core.params import ParamsError, parse
 from tests.conftest import run_stage, set_params
 
 PROBLEMS = read_problems()
@@ -163,7 +163,8 @@ def test_stage_end_to_end_on_the_tiny_model(workdir: Path, tiny_base: Path) -> N
         outputs.append(((workdir / out / "metrics.json").read_bytes(), (workdir / out / "samples.jsonl").read_bytes()))
     assert outputs[0] == outputs[1], "two runs with the same seed differ"
     metrics = json.loads(outputs[0][0])
-    assert set(metrics) == {"code"} and set(metrics["code"]) == {"pass@1", "n", "problems", "sandboxed"}
+    assert set(metrics) == {"code", "params"} and set(metrics["code"]) == {"pass@1", "n", "problems", "sandboxed"}
+    assert metrics["params"]["n_samples"] == FAST_STAGE["n_samples"]  # the params it used
     assert metrics["code"]["n"] == 2 and metrics["code"]["problems"] == 2 and 0 <= metrics["code"]["pass@1"] <= 1
     rows = read_jsonl(workdir / "out1" / "samples.jsonl")
     assert [(r["task_id"], r["sample"]) for r in rows] == [(f"HumanEval/{i}", j) for i in (0, 1) for j in (0, 1)]

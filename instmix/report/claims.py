@@ -1,0 +1,165 @@
+"""The paper's claims: their definitions, and each one's delta, interval and mark on this run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from instmix.report.layout import DASH, setting_order
+from instmix.report.params import ReportParams
+from instmix.report.stats import Replicates, Values, percentile_interval
+from instmix.report.sweeps import Point, dips_then_peaks
+
+
+@dataclass(frozen=True)
+class DeltaClaim:
+    id: str
+    text: str
+    measure: str
+    sign: int  # +1: the claim says the delta is positive; -1: negative
+    delta: Callable[[Callable[[str, str], Any]], Any]
+    decimals: int
+
+
+DELTA_CLAIMS = (
+    DeltaClaim(
+        "p_best_nlp", "P gives the best NLP average among single sources", "P - max(A, C), NLP avg (pp)", +1,
+        lambda v: v("P", "nlp_avg") - np.maximum(v("A", "nlp_avg"), v("C", "nlp_avg")), 2,
+    ),
+    DeltaClaim(
+        "c_best_code", "C gives the best HumanEval among single sources", "C - max(A, P), pass@1 (pp)", +1,
+        lambda v: v("C", "pass@1") - np.maximum(v("A", "pass@1"), v("P", "pass@1")), 2,
+    ),
+    DeltaClaim(
+        "p_lowers_alignment", "Adding P lowers alignment", "mean(AP - A, CP - C), FLASK avg", -1,
+        lambda v: (v("AP", "flask_avg") - v("A", "flask_avg") + v("CP", "flask_avg") - v("C", "flask_avg")) / 2, 1,
+    ),
+    DeltaClaim(
+        "c_raises_alignment", "Adding C to A raises alignment", "AC - A, FLASK avg", +1,
+        lambda v: v("AC", "flask_avg") - v("A", "flask_avg"), 1,
+    ),
+)  # fmt: skip
+CURVE_METRICS = {"nlp_avg": "NLP avg", "pass@1": "HumanEval pass@1"}
+
+
+@dataclass
+class ClaimResult:
+    id: str
+    text: str
+    measure: str
+    mark: str  # holds | does not hold | within noise | not evaluable | not enough points
+    delta: float | None = None
+    interval: tuple[float, float] | None = None
+    detail: str = ""
+    paper: dict[str, str] = field(default_factory=dict)
+    decimals: int = 2
+
+
+def mark_delta(sign: int, delta: float, interval: tuple[float, float] | None) -> str:
+    if interval is not None and interval[0] <= 0 <= interval[1]:
+        return "within noise"
+    return "holds" if sign * delta > 0 else "does not hold"
+
+
+def seeds_detail(used: Mapping[str, int]) -> str:
+    counts = sorted(set(used.values()))
+    if counts == [1]:
+        return "single run"
+    if len(counts) == 1:
+        return f"{counts[0]} seeds per setting"
+    return "seeds per setting: " + ", ".join(f"{s} {used[s]}" for s in sorted(used, key=setting_order))
+
+
+def evaluate_delta_claim(claim: DeltaClaim, reps: Replicates, params: ReportParams) -> ClaimResult:
+    result = ClaimResult(claim.id, claim.text, claim.measure, "not evaluable", decimals=claim.decimals)
+    point = Values(reps)
+    delta = float(claim.delta(point))
+    if point.missing:
+        result.detail = "missing: " + ", ".join(point.missing)
+        return result
+    interval = None
+    if any(n > 1 for n in point.used.values()):
+        draws = claim.delta(Values(reps, params.bootstrap_samples, params.seed))
+        interval = percentile_interval(draws, params.confidence)
+    result.delta, result.interval = delta, interval
+    result.mark = mark_delta(claim.sign, delta, interval)
+    result.detail = seeds_detail(point.used)
+    if result.mark == "within noise":
+        result.detail += "; point estimate " + ("holds" if claim.sign * delta > 0 else "does not hold")
+    return result
+
+
+def evaluate_curve_claim(metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams) -> ClaimResult:
+    label = CURVE_METRICS[metric]
+    result = ClaimResult(
+        f"ratio_dips_then_peaks_{metric.replace('@', '')}",
+        f"{label} first dips, then peaks as the specialised/general ratio grows",
+        f"{label} vs ratio: y[1] - y[0] < 0 and argmax after argmin",
+        "not enough points",
+        decimals=2,
+    )
+    present = [p for p in points if reps.get(p.setting, {}).get(metric)]
+    result.paper = {"7b": "holds (Figure 2: peak at 1.5, dip at 2.0)", "13b": "not run"}
+    if len(present) < 3:
+        result.detail = f"{len(present)} point(s) with {label}; needs >= 3"
+        return result
+    point = Values(reps)
+    ys = [point(p.setting, metric) for p in present]
+    holds, low, high = dips_then_peaks(ys)
+    result.delta = ys[1] - ys[0]
+    shape = f"lowest at {present[low].x:g}, highest at {present[high].x:g}"
+    if high < len(present) - 1:
+        shape += f", then down to {ys[-1]:.2f} at {present[-1].x:g}"
+    result.detail = f"{shape}; {seeds_detail(point.used)}"
+    result.mark = "holds" if holds else "does not hold"
+    if holds and any(n > 1 for n in point.used.values()):
+        boot = Values(reps, params.bootstrap_samples, params.seed)
+        ys_draws = [boot(p.setting, metric) for p in present]
+        fall = percentile_interval(ys_draws[1] - ys_draws[0], params.confidence)
+        rise = percentile_interval(ys_draws[high] - ys_draws[low], params.confidence)
+        result.interval = fall
+        result.detail += f"; rise {ys[high] - ys[low]:+.2f} [{rise[0]:+.2f}, {rise[1]:+.2f}]"
+        if fall[0] <= 0 <= fall[1] or rise[0] <= 0 <= rise[1]:
+            result.mark = "within noise"
+            result.detail += "; point estimate holds"
+    return result
+
+
+def paper_delta(claim: DeltaClaim, paper: Mapping[str, Any], size: str) -> str:
+    """The claim's delta on the paper's own published table, e.g. '+0.6 (holds)'."""
+    rows = {**paper["table1"].get(size, {})}
+    for row, values in paper["table2"].get(size, {}).items():
+        rows[row] = {**rows.get(row, {}), **values}
+    reps = {row: {k: [v] for k, v in values.items()} for row, values in rows.items()}
+    result = evaluate_delta_claim(claim, reps, ReportParams())
+    if result.delta is None:
+        return DASH
+    return f"{result.delta:+.{claim.decimals}f} ({result.mark})"
+
+
+def evaluate_claims(
+    reps: Replicates, ratio_points: Sequence[Point], paper: Mapping[str, Any], params: ReportParams
+) -> list[ClaimResult]:
+    results = []
+    for claim in DELTA_CLAIMS:
+        result = evaluate_delta_claim(claim, reps, params)
+        result.paper = {size: paper_delta(claim, paper, size) for size in ("7b", "13b")}
+        results.append(result)
+    results += [evaluate_curve_claim(metric, ratio_points, reps, params) for metric in CURVE_METRICS]
+    return results
+
+
+def claims_json(results: Sequence[ClaimResult]) -> dict[str, Any]:
+    """claims.json's `claims`: each claim's verdict, delta and interval (DVC metrics)."""
+    out: dict[str, Any] = {}
+    for r in results:
+        entry: dict[str, Any] = {"holds": r.mark == "holds", "evaluable": r.delta is not None}
+        if r.delta is not None:
+            entry["delta"] = round(r.delta, 6)
+        if r.interval is not None:
+            entry["ci_low"], entry["ci_high"] = round(r.interval[0], 6), round(r.interval[1], 6)
+        out[r.id] = entry
+    return {"claims": out}

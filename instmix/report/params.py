@@ -1,0 +1,32 @@
+"""The report's own params (`report` in params.yaml): the only params section it reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from instmix.core.params import ParamsError
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    paper_size: Literal["7b", "13b", "both"] = "7b"
+    """Which of the paper's models (LLaMA-2-7B, -13B or both) sits beside ours in tables and plots."""
+    nlp_metric: Literal["acc", "acc_norm"] = "acc"
+    """lm-eval metric per NLP task (the paper's numbers match plain acc); MMLU has acc only."""
+    bootstrap_samples: int = 10000
+    """Bootstrap resamples over seeds for each claim's delta interval."""
+    confidence: float = 0.95
+    """Coverage of the bootstrap percentile interval."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_samples < 100:
+            raise ParamsError("bootstrap_samples", self.bootstrap_samples, "an integer >= 100")
+        if not 0.5 <= self.confidence < 1:
+            raise ParamsError("confidence", self.confidence, "a number in [0.5, 1)")
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        return ("7b", "13b") if self.paper_size == "both" else (self.paper_size,)

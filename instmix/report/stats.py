@@ -1,0 +1,79 @@
+"""Replicates over seeds: mean ± std per setting, and bootstrap draws of the means for claims."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from instmix.report.layout import METRIC_NAMES
+from instmix.report.runs import Run
+
+Replicates = Mapping[str, Mapping[str, Sequence[float]]]
+"""{setting: {metric: [value per seed]}}."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float | None  # sample std (ddof 1) over seeds; None for one run
+    n: int
+
+
+def replicates(runs: Iterable[Run]) -> dict[str, dict[str, list[float]]]:
+    """{setting: {metric: [value per seed]}}, seeds in ascending order: a setting's model ids pooled."""
+    reps: dict[str, dict[str, list[float]]] = {}
+    for r in sorted(runs, key=lambda r: (r.setting, -1 if r.seed is None else r.seed)):
+        for key, value in r.values.items():
+            reps.setdefault(r.setting, {}).setdefault(key, []).append(value)
+    return reps
+
+
+def stat(values: Sequence[float]) -> Stat:
+    mean = float(np.mean(values))
+    return Stat(mean, float(np.std(values, ddof=1)) if len(values) > 1 else None, len(values))
+
+
+def stats_of(reps: Replicates) -> dict[str, dict[str, Stat]]:
+    return {s: {k: stat(v) for k, v in metrics.items() if v} for s, metrics in reps.items()}
+
+
+def bootstrap_means(values: Sequence[float], samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of `samples` resamples (with replacement) of the seeds' values."""
+    data = np.asarray(values, dtype=float)
+    if len(data) == 1:
+        return np.full(samples, data[0])
+    return data[rng.integers(0, len(data), size=(samples, len(data)))].mean(axis=1)
+
+
+def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+class Values:
+    """Looks up per-setting values for a claim: means, or bootstrap draws of the means."""
+
+    def __init__(self, reps: Replicates, draws: int = 0, seed: int = 0) -> None:
+        self.reps, self.draws, self.seed = reps, draws, seed
+        self.used: dict[str, int] = {}  # setting -> replicates, for "single run" and n in the report
+        self.missing: list[str] = []
+
+    def __call__(self, setting: str, key: str) -> Any:
+        values = self.reps.get(setting, {}).get(key)
+        if not values:
+            name = f"{setting} {METRIC_NAMES.get(key, key)}"
+            if name not in self.missing:
+                self.missing.append(name)
+            return math.nan  # the caller checks `missing`, so every missing value gets named
+        self.used[setting] = len(values)
+        if not self.draws:
+            return float(np.mean(values))
+        # One stream per (seed, setting, metric): a draw does not depend on which other settings exist.
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{setting}\x1f{key}".encode())])
+        return bootstrap_means(values, self.draws, rng)

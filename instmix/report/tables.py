@@ -1,0 +1,183 @@
+"""Markdown tables and the report's sections (claims, Tables 1 and 2, sweeps, training), and the CSV."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from instmix.core.vocab import BASE_ROW
+from instmix.report.claims import ClaimResult
+from instmix.report.layout import DASH, SIZE_LABEL, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
+from instmix.report.params import ReportParams
+from instmix.report.runs import Run
+from instmix.report.stats import Stat
+from instmix.report.sweeps import Point
+
+Stats = Mapping[str, Mapping[str, Stat]]
+
+
+def fmt(value: float | None, decimals: int, signed: bool = False) -> str:
+    if value is None:
+        return DASH
+    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+def fmt_stat(s: Stat | None, decimals: int, signed: bool = False) -> str:
+    if s is None:
+        return DASH
+    text = fmt(s.mean, decimals, signed)
+    return text if s.std is None else f"{text} ± {s.std:.{decimals}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def value_table(rows: Sequence[str], columns: Mapping[str, str], stats: Stats, decimals: int) -> list[str]:
+    body = [[row, *(fmt_stat(stats.get(row, {}).get(k), decimals) for k in columns)] for row in rows]
+    return markdown_table(["setting", *columns.values()], body)
+
+
+def paper_table(
+    rows: Sequence[str], columns: Mapping[str, str], paper: Mapping[str, Mapping[str, float]], decimals: int
+) -> list[str]:
+    body = [[row, *(fmt(paper.get(row, {}).get(k), decimals) for k in columns)] for row in rows]
+    return markdown_table(["setting", *columns.values()], body)
+
+
+def difference(row: float | None, reference: float | None, decimals: int) -> str:
+    return fmt(row - reference, decimals, True) if row is not None and reference is not None else DASH
+
+
+def delta_table(
+    rows: Sequence[str], columns: Mapping[str, str], stats: Stats,
+    paper: Mapping[str, Mapping[str, Mapping[str, float]]], sizes: Sequence[str], reference: str, decimals: int,
+) -> list[str]:  # fmt: skip
+    """Cells `ours (paper)`: differences of means, ours vs the paper's published rows."""
+    body = []
+    for row in (r for r in rows if r != reference):
+        cells = [row]
+        for key in columns:
+            ours_row, ours_ref = stats.get(row, {}).get(key), stats.get(reference, {}).get(key)
+            ours = difference(ours_row.mean if ours_row else None, ours_ref.mean if ours_ref else None, decimals)
+            published = [paper.get(size, {}) for size in sizes]
+            theirs = [difference(p.get(row, {}).get(key), p.get(reference, {}).get(key), decimals) for p in published]
+            cells.append(f"{ours} ({' / '.join(theirs)})")
+        body.append(cells)
+    return markdown_table(["setting", *columns.values()], body)
+
+
+def table_section(
+    table: str, rows: Sequence[str], columns: Mapping[str, str], references: Sequence[str], decimals: int,
+    stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str],
+) -> list[str]:  # fmt: skip
+    """One of the paper's tables: this run, the paper's rows per model size, then the deltas."""
+    lines = ["**This run** (mean ± std over seeds where a setting has several)", ""]
+    lines += [*value_table(rows, columns, stats, decimals), ""]
+    for size in sizes:
+        lines += [f"**Paper, {SIZE_LABEL[size]}** ({paper[table]['source']})", ""]
+        lines += [*paper_table(rows, columns, paper[table][size], decimals), ""]
+    names = " / ".join(SIZE_LABEL[s] for s in sizes)
+    for reference in references:
+        lines += [f"**Δ vs {reference}**: this run ({names})", ""]
+        lines += [*delta_table(rows, columns, stats, paper[table], sizes, reference, decimals), ""]
+    return lines
+
+
+def tables_section(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str]) -> list[str]:
+    lines = ["## Table 1: NLP benchmarks (zero-shot accuracy, %) and HumanEval (pass@k, %)", ""]
+    lines += table_section("table1", TABLE1_ROWS, TABLE1_COLUMNS, (BASE_ROW, "A"), 2, stats, paper, sizes)
+    lines += ["## Table 2: FLASK alignment skills (1-5 scores x 20)", ""]
+    lines += table_section("table2", TABLE2_ROWS, TABLE2_COLUMNS, ("A",), 1, stats, paper, sizes)
+    if "flask_avg" in stats.get(BASE_ROW, {}):
+        base = fmt_stat(stats[BASE_ROW]["flask_avg"], 1)
+        lines += [f"The base model (`{BASE_ROW}`, not in the paper's Table 2) scores FLASK avg {base}.", ""]
+    return lines
+
+
+def claims_section(results: Sequence[ClaimResult], params: ReportParams) -> list[str]:
+    conf = f"{100 * params.confidence:g} %"
+    rows = []
+    for r in results:
+        interval = DASH if r.interval is None else f"[{r.interval[0]:+.{r.decimals}f}, {r.interval[1]:+.{r.decimals}f}]"
+        paper = [r.paper.get("7b", DASH), r.paper.get("13b", DASH)]
+        rows.append([r.text, r.measure, fmt(r.delta, r.decimals, True), interval, *paper, f"**{r.mark}**", r.detail])
+    header = ["claim", "measured as", "this run", f"{conf} interval", "paper 7B", "paper 13B", "mark", "notes"]
+    return [
+        "## The paper's claims on this run",
+        "",
+        *markdown_table(header, rows),
+        "",
+        f"A delta claim holds when its delta has the claimed sign. With several seeds the interval is a "
+        f"bootstrap over seeds ({params.bootstrap_samples:,} resamples of each setting's seeds, percentile "
+        f"{conf}); when it contains 0 the claim is marked *within noise*. With one run per setting there is "
+        "no interval (*single run*). *Dips then peaks*: with the ratio points in order, the first step goes "
+        "down (y[1] < y[0], the interval shown is for that fall) and the highest point comes after the "
+        "lowest (a rise back to a peak above the start); it needs at least 3 points.",
+        "",
+    ]
+
+
+def sweep_section(kind: str, points: Sequence[Point], stats: Stats, notes: Sequence[str]) -> list[str]:
+    title = "Ratio sweep (paper Figure 2, left)" if kind == "ratio" else "Instance-count sweep (paper Figure 2, right)"
+    xname = "ratio (N_C + N_P) / N_A" if kind == "ratio" else "instances per type"
+    cols = {"nlp_avg": "NLP avg", "pass@1": "HumanEval @1", "pass@10": "HumanEval @10", "flask_avg": "FLASK avg"}
+    rows = [
+        [
+            f"{p.x:g}",
+            p.setting + ("" if p.role == "sweep" else " (table setting)"),
+            *(fmt_stat(stats.get(p.setting, {}).get(k), 2) for k in cols),
+        ]
+        for p in points
+    ]
+    lines = [f"### {title}", ""]
+    lines += (
+        markdown_table([xname, "setting", *cols.values()], rows)
+        if rows
+        else ["No points: no sweep setting was evaluated."]
+    )
+    return [*lines, "", *[f"- {n}" for n in notes], *([""] if notes else [])]
+
+
+TRAINING_COLUMNS = {
+    "sft.examples": "examples", "sft.steps": "steps", "sft.tokens": "tokens", "sft.first_loss": "first loss",
+    "sft.last_loss": "last loss", "sft.train_loss": "mean loss", "sft.wall_seconds": "wall s",
+    "sft.tokens_per_second": "tokens/s",
+}  # fmt: skip
+
+
+def training_cell(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DASH
+    return f"{value:.3f}" if key.endswith("loss") else f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
+
+
+def training_section(runs: Mapping[str, Run]) -> list[str]:
+    models = [m for m, r in runs.items() if "sft.steps" in r.raw]  # runs come in report order
+    if not models:
+        return ["## Training", "", "No training metrics (reports/sft/<model>/metrics.json).", ""]
+    body = [[m, *(training_cell(k, runs[m].raw.get(k)) for k in TRAINING_COLUMNS)] for m in models]
+    return ["## Training", "", *markdown_table(["model", *TRAINING_COLUMNS.values()], body), ""]
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def csv_rows(runs: Mapping[str, Run], mix: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One row per model id (report order): model, setting, seed, then every flattened metric but the
+    params (those are in the header), plus the mixture's size and sweep x."""
+    keyed = {}
+    for model, r in runs.items():
+        m = mix.get(r.setting, {})
+        row = dict(r.raw) | {f"mix.{k}": m[k] for k in ("records", "ratio", "per_type") if k in m}
+        row |= {f"mix.records_per_source.{k}": v for k, v in m.get("records_per_source", {}).items()}
+        keyed[model] = row
+    columns = sorted({k for row in keyed.values() for k in row})
+    body = [[m, r.setting, csv_cell(r.seed), *(csv_cell(keyed[m].get(c)) for c in columns)] for m, r in runs.items()]
+    return ["model", "setting", "seed", *columns], body

@@ -1,0 +1,101 @@
+"""report.claims and report.sweeps: claim deltas, marks and intervals; the sweep points and shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS
+from instmix.report.claims import DELTA_CLAIMS, claims_json, evaluate_claims, evaluate_curve_claim
+from instmix.report.layout import TABLE1_ROWS
+from instmix.report.params import ReportParams
+from instmix.report.runs import read_paper
+from instmix.report.sweeps import Point, dips_then_peaks, sweep_points
+from tests.test_report import PAPER_FILE
+
+PARAMS = ReportParams(bootstrap_samples=2000)
+
+
+def paper_as_ours(size: str) -> dict[str, dict[str, list[float]]]:
+    """The paper's published rows written as one run per setting of ours."""
+    paper = read_paper(PAPER_FILE)
+    return {
+        row: {k: [v] for k, v in {**paper["table1"][size][row], **paper["table2"][size].get(row, {})}.items()}
+        for row in TABLE1_ROWS
+    }
+
+
+def test_claims_computed_on_the_paper_tables_all_hold() -> None:
+    """The paper's own numbers as our metrics make every table claim hold with the paper's deltas."""
+    paper = read_paper(PAPER_FILE)
+    results = {r.id: r for r in evaluate_claims(paper_as_ours("7b"), [], paper, PARAMS)}
+    expected = {
+        "p_best_nlp": "+1.24",
+        "c_best_code": "+2.74",
+        "p_lowers_alignment": "-2.8",
+        "c_raises_alignment": "+0.6",
+    }
+    for claim in DELTA_CLAIMS:
+        r = results[claim.id]
+        assert f"{r.delta:+.{r.decimals}f}" == expected[claim.id] and r.mark == "holds" and r.detail == "single run"
+        assert r.paper["7b"] == f"{expected[claim.id]} (holds)" and r.interval is None
+    assert results["p_lowers_alignment"].paper["13b"] == "-3.6 (holds)"  # 13B, as the paper says
+    assert results["c_raises_alignment"].paper["13b"] == "+1.6 (holds)"
+    assert results["ratio_dips_then_peaks_nlp_avg"].mark == "not enough points"
+    summary = claims_json(list(results.values()))["claims"]
+    assert summary["p_best_nlp"] == {"holds": True, "evaluable": True, "delta": pytest.approx(1.24)}
+    assert summary["ratio_dips_then_peaks_pass1"] == {"holds": False, "evaluable": False}
+
+
+def test_a_claim_with_a_missing_setting_is_not_evaluable() -> None:
+    reps = {s: {"nlp_avg": [30.0]} for s in ("A", "P")}
+    results = {r.id: r for r in evaluate_claims(reps, [], read_paper(PAPER_FILE), PARAMS)}
+    assert results["p_best_nlp"].mark == "not evaluable" and results["p_best_nlp"].detail == "missing: C NLP avg"
+    assert results["p_best_nlp"].delta is None
+
+
+def test_seed_spread_makes_a_small_delta_within_noise() -> None:
+    reps = {"A": {"nlp_avg": [30.0, 30.0, 30.0]}, "C": {"nlp_avg": [30.0, 30.0, 30.0]}}
+    reps["P"] = {"nlp_avg": [28.2, 30.2, 32.4]}
+    result = next(r for r in evaluate_claims(reps, [], read_paper(PAPER_FILE), PARAMS) if r.id == "p_best_nlp")
+    assert result.mark == "within noise" and result.detail == "3 seeds per setting; point estimate holds"
+    assert result.interval is not None and result.interval[0] < 0 < result.interval[1]
+
+
+def test_dips_then_peaks_definition() -> None:
+    assert dips_then_peaks([5, 4, 6]) == (True, 1, 2)
+    assert dips_then_peaks([5, 4, 3, 6, 5.5]) == (True, 2, 3)  # the paper's shape: peak at 1.5, dip at 2
+    assert not dips_then_peaks([5, 6, 4, 7])[0]  # rises first
+    assert not dips_then_peaks([5, 4, 3, 4, 4.5])[0]  # never back above the start
+    assert not dips_then_peaks([5, 4, 6, 3])[0]  # lowest point last
+    with pytest.raises(ValueError):
+        dips_then_peaks([1, 2])
+
+
+def test_sweep_points_use_mix_metrics_and_table_anchors() -> None:
+    mix: dict[str, Mapping[str, object]] = {"ratio": {"ratio": 1.0}, "ratio-0.5": {"ratio": 0.5}}
+    mix |= {"ratio-2.0": {"ratio": 2.0}, "ratio-x": {}, "count-4": {"per_type": 4}}
+    mix |= {"ACP": {"records_per_source": {"alpaca": 16, "codealpaca": 16, "p3": 16}}}
+    settings = {"A", "ACP", BASE_ROW, "ratio", "ratio-0.5", "ratio-2.0", "ratio-x", "count-4"}
+    points, notes = sweep_points("ratio", settings, mix)
+    assert [(p.x, p.setting) for p in points] == [(0.0, "A"), (0.5, "ratio-0.5"), (1.0, "ratio"), (2.0, "ratio-2.0")]
+    assert any("ratio-x: no `ratio`" in n for n in notes)
+    points, _ = sweep_points("count", settings, mix)
+    assert [(p.x, p.setting) for p in points] == [(0.0, BASE_ROW), (4.0, "count-4"), (16.0, "ACP")]
+    two = [Point(0.0, "A", "anchor: A"), Point(1.0, "ratio", "sweep")]
+    result = evaluate_curve_claim("nlp_avg", two, {"A": {"nlp_avg": [1.0]}, "ratio": {"nlp_avg": [0.5]}}, PARAMS)
+    assert result.mark == "not enough points"
+
+
+def curve(ys: Sequence[float]) -> tuple[list[Point], dict[str, dict[str, list[float]]]]:
+    points = [Point(x, f"ratio-{x:g}", "sweep") for x in (0.0, 0.5, 1.0, 1.5, 2.0)[: len(ys)]]
+    return points, {p.setting: {"nlp_avg": [y]} for p, y in zip(points, ys, strict=True)}
+
+
+def test_curve_claim_reports_the_shape() -> None:
+    result = evaluate_curve_claim("nlp_avg", *curve([30.0, 28.0, 31.0, 33.0, 32.0]), PARAMS)
+    assert result.mark == "holds" and result.delta == -2.0
+    assert result.detail == "lowest at 0.5, highest at 1.5, then down to 32.00 at 2; single run"
+    assert evaluate_curve_claim("nlp_avg", *curve([40.0, 28.0, 31.0]), PARAMS).mark == "does not hold"
+    assert set(TABLE_SETTINGS) >= {"A", "ACP"}  # the anchors are table settings
