@@ -24,10 +24,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages.files import write_jsonl  # noqa: E402
-from stages.profile import read_profile  # noqa: E402
-from stages.records import Record, record_id  # noqa: E402
-from stages.sources import Drops, p3_task_files, read_instructions, read_p3_task  # noqa: E402
+from instmix.core.files import write_jsonl  # noqa: E402
+from instmix.core.profile import read_profile  # noqa: E402
+from instmix.core.records import Record, record_id  # noqa: E402
+from instmix.data.sources import Drops, p3_task_files, read_instructions, read_p3_task  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 # Every local eval file, where the `local` profile points the evaluation stages.
@@ -77,7 +77,7 @@ def main() -> None:
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "stages.decontam", "subsample", "out"],
+            [sys.executable, "-m", "stages.decontam", "subsample", "benchmarks", "flask", "out"],
             cwd=root,
             env={"PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent)},
             capture_output=True,

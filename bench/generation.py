@@ -1,4 +1,4 @@
-"""Batched vs one-at-a-time generation (stages.generate), and the sandbox's cost per program.
+"""Batched vs one-at-a-time generation (instmix.gen.generate), and the sandbox's cost per program.
 
 Generation: the first --prompts HumanEval prompts, rendered as eval_code does ("{prompt} "),
 greedy, --new-tokens each, no stop sequences, generated once with --batch-size and once one
@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stages.eval_code import program, read_problems, render  # noqa: E402
-from stages.sandbox import Limits, Sandbox, interpreter  # noqa: E402
+from instmix.code.humaneval import program, read_problems, render  # noqa: E402
+from instmix.code.sandbox import Limits, Sandbox, interpreter  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "instmix-bench" / "smollm2"
 
@@ -49,7 +49,7 @@ def smollm2_dir() -> Path:
 def bench_generation(args: argparse.Namespace) -> dict[str, object]:
     import torch
 
-    from stages.generate import generate, load_model
+    from instmix.gen.generate import generate, load_model
 
     model, tokenizer = load_model(args.model or smollm2_dir(), device=args.device)
     problems = list(read_problems().values())[: args.prompts]

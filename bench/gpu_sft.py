@@ -5,7 +5,7 @@
 
 A random-init Llama (hidden 2048, 16 layers, 16 heads, MLP 5632, the SmolLM2 tokenizer's
 49,152-token vocabulary, untied head: N = 1,023,477,760 parameters, counted from the model) is
-saved once and trained in bf16 by `stages.sft.build_trainer`, as sft@<setting> trains, on the
+saved once and trained in bf16 by `instmix.train.sft.build_trainer`, as sft@<setting> trains, on the
 length mix of ../shared/data (an equal seeded sample of Alpaca, CodeAlpaca and the P3 T0 sample;
 the demo assets when ../shared is absent) in three modes, same per-device batch and max_length:
   (a) padded: TRL's default collation (pad to the longest example of the micro-batch), sdpa;
@@ -53,8 +53,8 @@ from sft_packing import (  # noqa: E402
     sample_mix,
 )
 
-from stages import hub  # noqa: E402
-from stages.sft import SFTParams  # noqa: E402
+from instmix.core import hub  # noqa: E402
+from instmix.train.config import SFTParams  # noqa: E402
 
 PEAK_TFLOPS = 790.0  # dense bf16, measured on the lent H100/H200 cards
 MFU_GOAL, SPEEDUP_GOAL = 0.50, 2.0
@@ -111,11 +111,11 @@ def load_tokenizer(path: Path | None, smoke: bool) -> Any:
     if path is not None:
         return AutoTokenizer.from_pretrained(path)
     if smoke:
-        from stages.base import tiny_tokenizer
+        from instmix.train.base import tiny_tokenizer
 
         return tiny_tokenizer()
-    from stages.base import smollm2_gguf
-    from stages.params import StageError
+    from instmix.train.base import smollm2_gguf
+    from instmix.core.params import StageError
 
     try:
         gguf = smollm2_gguf()
@@ -271,7 +271,6 @@ def main() -> int:
                 global_batch=args.per_device_batch,
                 per_device_batch=args.per_device_batch,
                 max_length=args.max_length,
-                seed=args.seed,
                 packing=mode.packing,
                 precision="bf16" if gpu else "fp32",
                 attn_implementation=mode.attn,

@@ -2,7 +2,7 @@
 
 Both modes train one epoch on the same examples: an equal, seeded random sample from each of
 the real sources in ../shared/data (Alpaca, CodeAlpaca, the P3 T0-train sample), read with
-the pipeline's own readers and trained by `stages.sft.build_trainer`, so the benchmark runs
+the pipeline's own readers and trained by `instmix.train.sft.build_trainer`, so the benchmark runs
 what sft@<setting> runs. Same max_length, per-device batch and global batch in both modes; in
 the packed mode one "example" of the batch is a packed row of up to max_length tokens.
 
@@ -36,9 +36,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: `python bench/sft_packing.py`
 
-from stages import hub  # noqa: E402
-from stages.records import Record  # noqa: E402
-from stages.sft import SFTParams, build_trainer, prompt_lengths  # noqa: E402
+from instmix.core import hub  # noqa: E402
+from instmix.core.records import Record  # noqa: E402
+from instmix.train.config import SFTParams  # noqa: E402
+from instmix.train.sft import build_trainer, prompt_lengths  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEMO = REPO / "assets" / "demo"
@@ -55,7 +56,7 @@ DEMO_SOURCES = {"alpaca": "alpaca.json", "codealpaca": "codealpaca.json", "p3": 
 
 def read_sources(root: Path, layout: dict[str, str]) -> dict[str, list[Record]]:
     """Every record of the three sources, normalised as fetch@<source> normalises them."""
-    from stages.sources import Drops, p3_task_files, read_instructions, read_p3_task
+    from instmix.data.sources import Drops, p3_task_files, read_instructions, read_p3_task
 
     drops = Drops()
     records = {s: list(read_instructions(s, root / layout[s], drops)) for s in ("alpaca", "codealpaca")}
@@ -181,10 +182,11 @@ def run_mode(
     `after(trainer)` runs once training is done, before the trainer is freed."""
     import torch
 
-    from stages.sft import gradient_accumulation, peak_memory_gb
+    from instmix.train.config import gradient_accumulation
+    from instmix.train.sft import peak_memory_gb
 
     with tempfile.TemporaryDirectory() as checkpoints:
-        trainer, _ = build_trainer(params, records, base, Path(checkpoints))
+        trainer, _ = build_trainer(params, 42, records, base, Path(checkpoints))
         if max_steps is not None:
             trainer.args.max_steps = max_steps
         counter = CountingCollator(trainer.data_collator)
@@ -302,7 +304,6 @@ def main() -> None:
         global_batch=args.global_batch,
         per_device_batch=args.per_device_batch,
         max_length=args.max_length,
-        seed=args.seed,
         precision="fp32",
         attn_implementation="sdpa",
         save_steps=10**9,  # no checkpoints inside the timing

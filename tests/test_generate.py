@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stages.generate import cut_at_stop, generate, load_model
+from instmix.gen.generate import cut_at_stop, generate, load_model
 from tests.conftest import run_stage
 
 PROMPTS = ["def add(a, b):", "Write a haiku about the sea.", "x", "Sort a list of numbers in Python, then " * 6]

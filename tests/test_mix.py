@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stages.files import read_jsonl, write_jsonl
-from stages.mix import MixParams, mix
-from stages.params import StageError
-from stages.records import Record, record_id
+from instmix.core.files import read_jsonl, write_jsonl
+from instmix.core.params import StageError
+from instmix.core.records import Record, record_id
+from instmix.data.mix import MixParams, mix
 from tests.conftest import run_stage, set_params
 
 N = 10

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from stages.params import ParamsError, load, parse
+from instmix.core.params import ParamsError, load, parse
 
 
 @dataclass(frozen=True)

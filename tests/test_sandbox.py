@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.eval_code import program, read_problems
-from stages.params import StageError
-from stages.sandbox import UID_BASE, Limits, Outcome, Sandbox, user_tasks
+from instmix.code.humaneval import program, read_problems
+from instmix.code.sandbox import UID_BASE, Limits, Outcome, Sandbox, user_tasks
+from instmix.core.params import StageError
 
 TIMEOUT = 3.0
 PROBLEM = read_problems()["HumanEval/0"]  # has_close_elements(numbers, threshold) -> bool
