@@ -114,8 +114,8 @@ def load_tokenizer(path: Path | None, smoke: bool) -> Any:
         from instmix.train.base import tiny_tokenizer
 
         return tiny_tokenizer()
-    from instmix.train.base import smollm2_gguf
     from instmix.core.params import StageError
+    from instmix.train.base import smollm2_gguf
 
     try:
         gguf = smollm2_gguf()
