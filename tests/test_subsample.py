@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stages.files import read_jsonl, write_jsonl
-from stages.params import StageError
-from stages.records import Record, record_id
-from stages.subsample import SubsampleParams, deduplicate, even_quotas, subsample
+from instmix.core.files import read_jsonl, write_jsonl
+from instmix.core.params import StageError
+from instmix.core.records import Record, record_id
+from instmix.data.subsample import SubsampleParams, deduplicate, even_quotas, subsample
 from tests.conftest import run_stage, set_params
 
 
