@@ -147,7 +147,7 @@ def build_fixture(root: Path, seeds: Iterable[int] = (42,), sweeps: bool = True)
 
 
 def report_workdir(workdir: Path, seeds: list[int] | None = None, **report: object) -> Path:
-    """A cwd whose params.yaml holds only the `report` section and the study's `seeds`: the report reads nothing else."""
+    """A cwd whose params.yaml holds only the `report` section and the `seeds` list: all the report reads."""
     params = {"report": {"bootstrap_samples": 2000, **report}, "seeds": [42] if seeds is None else seeds}
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return workdir
