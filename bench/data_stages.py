@@ -22,8 +22,11 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: `python bench/data_stages.py`
+
+from instmix.core.vocab import SETTINGS, SOURCES  # noqa: E402
+
 ROWS, TASKS, ROWS_PER_TASK, N = 22_000, 110, 250, 20_000
-SETTINGS = ("A", "C", "P", "AC", "AP", "CP", "ACP", "ratio", "count")
 
 
 def text(rng: random.Random, words: list[str], low: int, high: int) -> str:
@@ -61,11 +64,8 @@ def main() -> None:
         params["subsample"]["n"] = params["mix"]["per_type"] = N
         (root / "params.yaml").write_text(yaml.safe_dump(params))
 
-        commands = [("fetch", s, f"data/fetched/{s}.jsonl") for s in ("alpaca", "codealpaca", "p3")]
-        commands += [
-            ("subsample", s, f"data/fetched/{s}.jsonl", f"data/subsample/{s}.jsonl")
-            for s in ("alpaca", "codealpaca", "p3")
-        ]
+        commands = [("fetch", s, f"data/fetched/{s}.jsonl") for s in SOURCES]
+        commands += [("subsample", s, f"data/fetched/{s}.jsonl", f"data/subsample/{s}.jsonl") for s in SOURCES]
         commands += [("mix", s, "data/subsample", f"data/mix/{s}.jsonl") for s in SETTINGS]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         totals: dict[str, float] = {}

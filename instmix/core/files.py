@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[TextIO]:
@@ -40,14 +42,15 @@ def dumps(obj: Any) -> str:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, keys sorted. orjson: the mixtures of 60K records are written
+    in a fifth of json's time (bench/README.md, data stages)."""
     with atomic_open(path) as handle:
-        for row in rows:
-            handle.write(dumps(row) + "\n")
+        handle.writelines(orjson.dumps(row, option=orjson.OPT_SORT_KEYS).decode() + "\n" for row in rows)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    with open(path, "rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]
 
 
 def write_json(path: str | Path, obj: Any) -> None:
