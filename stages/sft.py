@@ -1,15 +1,19 @@
 """sft@<model id>: fine-tune the base model on one mixture with TRL's SFTTrainer (instmix.train).
 
-    accelerate launch --config_file configs/accelerate/<launcher>.yaml -m stages.sft \\
-        <mixture.jsonl> <base model dir> <out model dir> <report dir> <checkpoint dir> --seed N
+    python -m stages.sft <mixture.jsonl> <base model dir> <out model dir> <report dir> <checkpoint dir> --seed N
 
 Reads `sft`; the seed is one entry of the top-level `seeds` list, and the model id
-(<setting>-<seed>) is the name of <out model dir>. Writes the fine-tuned model, DVCLive curves
+(<setting>-<seed>) is the name of <out model dir>. Params and inputs are checked first; then
+`sft.launcher: single` trains in this process, and any other launcher re-runs this same
+command under `accelerate launch --config_file configs/accelerate/<launcher>.yaml
+--num_processes <sft.num_processes>` (a command already started by `accelerate launch`, e.g.
+on each node of a multi-node run, trains at once). Writes the fine-tuned model, DVCLive curves
 to <report dir>/live and the final numbers with the params used to <report dir>/metrics.json.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from instmix.core.params import StageError, cli, load, parse
 from instmix.train.config import SFTParams, is_main_process
 
 USAGE = "usage: python -m stages.sft <mixture> <base dir> <out dir> <report dir> <checkpoint dir> --seed N"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "accelerate"
 
 
 def main(argv: list[str]) -> None:
@@ -29,6 +34,10 @@ def main(argv: list[str]) -> None:
     params = load(SFTParams, "sft")
     if not (base / "config.json").exists():
         raise StageError(f"{base} is not a model directory (no config.json); run the base stage first")
+    if params.launcher != "single" and "LOCAL_RANK" not in os.environ:  # not yet under accelerate: relaunch
+        config = CONFIGS / f"{params.launcher}.yaml"
+        launch = ["accelerate", "launch", "--config_file", str(config), "--num_processes", str(params.num_processes)]
+        os.execvp("accelerate", [*launch, "-m", "stages.sft", *argv])
     hub.go_offline()  # the base model is a local directory: nothing to fetch
     from instmix.train.sft import train  # torch, transformers and trl: only once the inputs are checked
 

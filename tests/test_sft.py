@@ -139,7 +139,9 @@ def test_preflight_counts_the_examples_truncation_leaves_without_loss(tiny_base:
 
 
 def test_global_batch_must_divide() -> None:
-    with pytest.raises(ParamsError, match=r"sft.global_batch=30 .* a multiple of per_device_batch \(4\)"):
+    with pytest.raises(
+        ParamsError, match=r"sft.global_batch=30 .* a multiple of per_device_batch x num_processes \(4 x 1\)"
+    ):
         parse(SFTParams, {"global_batch": 30, "per_device_batch": 4}, "sft")
     with pytest.raises(StageError, match="not divisible by per_device_batch x processes = 4 x 3"):
         gradient_accumulation(SFTParams(global_batch=64, per_device_batch=4), processes=3)
@@ -195,3 +197,11 @@ def test_seed_flag_trains_a_replicate_and_is_validated(sft_dir: Path, tiny_base:
 def test_unknown_base_directory_is_refused(sft_dir: Path) -> None:
     result = run_stage("sft", sft_dir / "mix.jsonl", sft_dir / "nothing", "o", "r", "c", "--seed", "1", cwd=sft_dir)
     assert result.returncode == 2 and "is not a model directory" in result.stderr
+
+
+def test_bad_params_of_a_multi_process_launcher_stop_before_accelerate(sft_dir: Path, tiny_base: Path) -> None:
+    # Checked before the command re-runs itself under `accelerate launch`: one line, no launcher traceback.
+    set_params(sft_dir, **{"sft.launcher": "ddp", "sft.num_processes": 2, "sft.global_batch": 60})
+    result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "sft.global_batch=60 is not allowed: a multiple of per_device_batch x num_processes (4 x 2)" in result.stderr

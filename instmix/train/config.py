@@ -62,11 +62,12 @@ class SFTParams:
             raise ParamsError("warmup_ratio", self.warmup_ratio, "a number in [0, 1)")
         if self.max_length < 8:
             raise ParamsError("max_length", self.max_length, "an integer >= 8")
-        if self.global_batch % self.per_device_batch:
-            allowed = f"a multiple of per_device_batch ({self.per_device_batch})"
-            raise ParamsError("global_batch", self.global_batch, allowed)
         if self.num_processes < 1 or (self.launcher == "single" and self.num_processes != 1):
             raise ParamsError("num_processes", self.num_processes, "1 with launcher single, else the number of GPUs")
+        per_step = self.per_device_batch * self.num_processes
+        if self.global_batch % per_step:
+            allowed = f"a multiple of per_device_batch x num_processes ({self.per_device_batch} x {self.num_processes})"
+            raise ParamsError("global_batch", self.global_batch, allowed)
         if self.lora is not None and self.launcher in ("fsdp", "zero3"):
             raise ParamsError("lora", asdict(self.lora), "null with launcher fsdp or zero3 (LoRA: single or ddp)")
 
