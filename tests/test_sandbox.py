@@ -31,13 +31,15 @@ BWRAP = Sandbox(Limits(timeout=TIMEOUT), "auto").sandboxed
 NO_BWRAP = "bubblewrap (bwrap) cannot run here: filesystem and network isolation is not available"
 
 
-def live_sandbox_processes() -> int:
-    """Live processes under the sandbox's throwaway uids (root runs only)."""
+def live_sandbox_processes(uids: list[int]) -> int:
+    """Live processes under these throwaway uids (root runs only): this batch's, not those of
+    another test worker's evaluations running at the same time."""
+    assert uids and all(uid >= UID_BASE for uid in uids)
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid >= UID_BASE and "Z" not in Path(entry.path, "stat").read_text().split()[2]:
+                if entry.stat().st_uid in uids and "Z" not in Path(entry.path, "stat").read_text().split()[2]:
                     count += 1
             except OSError:
                 continue
@@ -150,7 +152,7 @@ def batch(request: pytest.FixtureRequest) -> Iterator[Batch]:
     results = sandbox.run_many([program(PROBLEM, c) for c in cases.values()], progress=False)
     seconds = time.perf_counter() - start
     time.sleep(0.3)  # let the listener see a late connection
-    leftovers = live_sandbox_processes() if os.geteuid() == 0 else 0
+    leftovers = live_sandbox_processes(sandbox.uids) if os.geteuid() == 0 else 0
     yield Batch(world, dict(zip(cases, results, strict=True)), seconds, sandbox.sandboxed, leftovers)
     world.listener.close()
     subprocess.run(["rm", "-rf", str(world.outside)], check=False)

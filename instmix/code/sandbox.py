@@ -131,6 +131,7 @@ class Sandbox:
         self.workers = max(1, min(workers or os.cpu_count() or 1, MAX_WORKERS))
         self.python = interpreter()
         self.root = os.geteuid() == 0
+        self.uids: list[int] = []  # the throwaway uids this sandbox ran programs under (root only)
         self.bwrap: str | None = None
         self.warning: str | None = None
         if mode == "none":
@@ -201,6 +202,7 @@ class Sandbox:
         (work / PROGRAM).write_text(program, encoding="utf-8")
         uid = fresh_uid() if self.root else None
         if uid is not None:
+            self.uids.append(uid)
             os.chown(work, uid, uid)
             os.chmod(base, 0o755)
         nproc = self.limits.processes + (0 if uid is not None else user_tasks(os.getuid()))
