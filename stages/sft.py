@@ -39,9 +39,6 @@ def main(argv: list[str]) -> None:
         launch = ["accelerate", "launch", "--config_file", str(config), "--num_processes", str(params.num_processes)]
         os.execvp("accelerate", [*launch, "-m", "stages.sft", *argv])
     hub.go_offline()  # the base model is a local directory: nothing to fetch
-    # `accelerate launch`'s default for one process, kept in-process: on this 2-core VM the demo's
-    # SmolLM2 step took half the time with one OpenMP thread (bench/README.md, demo).
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from instmix.train.sft import train  # torch, transformers and trl: only once the inputs are checked
 
     train(params, seed, mixture, base, out, report, checkpoints, lambda resume: [dvclive(report / "live", resume)])

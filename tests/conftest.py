@@ -17,7 +17,8 @@ DEMO = REPO / "assets" / "demo"
 
 
 def stage_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), **extra)
+    # Two test workers share two cores: one OpenMP thread per stage process (torch would take both).
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1") | extra
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -158,7 +158,7 @@ def test_stage_end_to_end_on_the_tiny_model(workdir: Path, tiny_base: Path) -> N
     set_params(workdir, **{"eval.code": FAST_STAGE})
     outputs = []
     for out in ("out1", "out2"):
-        result = run_stage("eval_code", tiny_base, out, cwd=workdir, OMP_NUM_THREADS="1")
+        result = run_stage("eval_code", tiny_base, out, cwd=workdir)
         assert result.returncode == 0, result.stderr[-3000:]
         outputs.append(((workdir / out / "metrics.json").read_bytes(), (workdir / out / "samples.jsonl").read_bytes()))
     assert outputs[0] == outputs[1], "two runs with the same seed differ"

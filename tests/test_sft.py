@@ -138,6 +138,14 @@ def test_preflight_counts_the_examples_truncation_leaves_without_loss(tiny_base:
     assert len(trainer.train_dataset) == 48 - counts["examples_without_supervised_tokens"]  # what TRL drops
 
 
+def test_the_last_step_writes_no_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
+    params = parse(SFTParams, {**FAST, "epochs": 1.0, "save_steps": 4}, "sft")
+    trainer, _ = build_trainer(params, 42, demo_records(), tiny_base, tmp_path)
+    trainer.train()
+    assert trainer.state.global_step == 6
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]  # not checkpoint-6
+
+
 def test_global_batch_must_divide() -> None:
     with pytest.raises(
         ParamsError, match=r"sft.global_batch=30 .* a multiple of per_device_batch x num_processes \(4 x 1\)"
