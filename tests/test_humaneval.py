@@ -81,19 +81,21 @@ def whole_function(task: str) -> str:
 @pytest.mark.parametrize(
     ("name", "generation"),
     [
-        ("continuation after the template's space", lambda t: body(t).lstrip()),  # " " + "return ..."
-        ("continuation with its own indentation", lambda t: "\n" + body(t)),
+        ("continuation of the body", body),  # the prompt ends on a fresh line: "    return ..."
+        ("continuation without the body's indentation", lambda t: body(t).lstrip()),
+        ("continuation after a blank line", lambda t: "\n" + body(t)),
         ("continuation then a closing fence", lambda t: body(t).lstrip() + "\n```\n\nThis function works by"),
         ("whole function", lambda t: whole_function(t) + "\n"),
         ("whole function in a fence", lambda t: "Here you go:\n```python\n" + whole_function(t) + "\n```\nDone."),
-        ("whole function after the space", lambda t: " " + whole_function(t)),
+        ("whole function after a space", lambda t: " " + whole_function(t)),
     ],
 )  # fmt: skip
 def test_generations_in_the_usual_shapes_become_passing_completions(sandbox: Sandbox, name: str, generation) -> None:
     tasks = ["HumanEval/0", "HumanEval/2", "HumanEval/12", "HumanEval/53"]
     samples = []
     for task in tasks:
-        model_input = render("{prompt} ", PROBLEMS[task]["prompt"])
+        model_input = render(CodeParams().prompt_template, PROBLEMS[task]["prompt"])
+        assert model_input == PROBLEMS[task]["prompt"]  # the HumanEval prompt exactly, nothing added
         samples.append({"task_id": task, "completion": to_completion(PROBLEMS[task], model_input, generation(task))})
     rows, _ = score(PROBLEMS, samples, sandbox)
     assert [(r["task_id"], r["result"]) for r in rows] == [(t, "passed") for t in tasks], name
@@ -198,8 +200,8 @@ def test_bad_params_stop_before_any_work(workdir: Path, key: str, value: object,
 
 def test_defaults_are_the_papers() -> None:
     params = parse(CodeParams, {}, "eval.code")
-    assert (params.n_samples, params.temperature, params.top_p, params.limit) == (10, 0.8, 0.95, None)
-    assert params.prompt_template == "{prompt} " and not params.execute
+    assert (params.n_samples, params.temperature, params.top_p, params.limit) == (10, 0.2, 0.95, None)
+    assert params.prompt_template == "{prompt}" and not params.execute
     with pytest.raises(ParamsError, match=r"eval\.code\.batch_size=0"):
         parse(CodeParams, {"batch_size": 0}, "eval.code")
 
