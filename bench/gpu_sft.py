@@ -271,8 +271,8 @@ def main() -> int:
                 global_batch=args.per_device_batch,
                 per_device_batch=args.per_device_batch,
                 max_length=args.max_length,
-                packing=mode.packing,
-                precision="bf16" if gpu else "fp32",
+                batching="packed" if mode.packing else "padded",
+                precision="bf16_mixed" if gpu else "fp32",
                 attn_implementation=mode.attn,
                 save_steps=10**9,
             )

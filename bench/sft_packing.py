@@ -316,7 +316,7 @@ def main() -> None:
             load = Path("/proc/loadavg").read_text().split()[0]
             print(f"--- {modes[packing]} (run {repeat + 1} of {args.repeats}, load {load})", flush=True)
             runs.append(
-                (run_mode(modes[packing], replace(params, packing=packing), records, base, args.warmup_steps), load)
+                (run_mode(modes[packing], replace(params, batching="packed" if packing else "padded"), records, base, args.warmup_steps), load)
             )
     tokens = {r.real_tokens for r, _ in runs}
     if len(tokens) != 1:

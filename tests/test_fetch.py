@@ -44,7 +44,7 @@ def test_alpaca_records_follow_the_schema(workdir: Path) -> None:
     with_input = next(r for r in records if r["orig_id"] == "1")
     assert (
         with_input["prompt"]
-        == "Rewrite the sentence in the passive voice.\n\nThe committee approved the new park design."
+        == "Rewrite the sentence in the passive voice. The committee approved the new park design."  # the authors' join
     )
 
 
@@ -61,10 +61,11 @@ def test_p3_reads_both_jsonl_formats_and_strips_end_of_text(workdir: Path) -> No
 def test_shared_p3_sample_drops_empty_completions(workdir: Path, shared_data: Path) -> None:
     set_params(workdir, **{"fetch.p3.path": str(shared_data / "p3_t0_train_sample")})
     _, metrics = fetched(workdir, "p3")
-    assert metrics["rows_read"] == 21938
+    # 111 templates, 21,938 rows; the 3 commonsense_qa ones (600 rows) are not in T0's training mixture.
+    assert metrics["rows_read"] == 21938 - 600
     # The three TREC templates in the sample carry only "<|endoftext|>" as completion.
     assert metrics["dropped"]["empty_response"] == 600
-    assert metrics["records"] == 21338 and metrics["tasks"] == 108
+    assert metrics["records"] == 20738 and metrics["tasks"] == 105
 
 
 @pytest.fixture
@@ -145,6 +146,27 @@ def test_benchmark_tasks_need_the_explicit_override(workdir: Path) -> None:
     set_params(workdir, **{"fetch.p3.allow_benchmarks": True})
     _, metrics = fetched(workdir, "p3")
     assert metrics["records_per_task"]["piqa_what_is_the_correct_ending"] == 8
+    assert metrics["benchmark_tasks"] == ["piqa_what_is_the_correct_ending"]  # what the report marks
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"fetch.p3.allow_benchmarks": False}, "fetch.p3.allow_benchmarks=False is not allowed: true with datasets: paper"),
+     ({"fetch.p3.max_per_task": None}, "fetch.p3.max_per_task=None is not allowed: 1000 with datasets: paper")],
+)  # fmt: skip
+def test_the_papers_pool_is_an_explicit_sensitivity_arm(workdir: Path, change: dict, message: str) -> None:
+    p3 = workdir / "p3"
+    shutil.copytree(DEMO / "p3", p3)
+    shutil.copy(p3 / "imdb_Sentiment_with_choices_.jsonl", p3 / "piqa_what_is_the_correct_ending.jsonl")
+    shutil.copy(p3 / "imdb_Sentiment_with_choices_.jsonl", p3 / "imdb_Sentiment_with_choices__score_eval.jsonl")
+    paper = {"fetch.p3.path": str(p3), "fetch.p3.datasets": "paper", "fetch.p3.allow_benchmarks": True}
+    set_params(workdir, **paper, **{"fetch.p3.max_per_task": 1000})
+    _, metrics = fetched(workdir, "p3")
+    tasks = sorted(t.name.removesuffix(".jsonl") for t in p3.glob("*.jsonl") if "_score_eval" not in t.name)
+    assert sorted(metrics["records_per_task"]) == tasks  # every task but the rank-eval copy
+    assert metrics["benchmark_tasks"] == ["piqa_what_is_the_correct_ending"]
+    set_params(workdir, **change)
+    assert message in fails(workdir, "p3")
 
 
 # ---------------------------------------------------------------------------- hub layouts

@@ -26,7 +26,7 @@ COUNT = {"count-4": 4, "count": 8}
 NLP_PARAMS = {"tasks": list(TASKS), "limit": 20, "batch_size": 8, "device": "cpu", "dtype": "float32"}
 CODE_PARAMS = {"n_samples": 10, "temperature": 0.8, "top_p": 0.95, "limit": 8, "execute": True, "seed": 0}
 JUDGE_PARAMS = {"backend": "hf", "model": "tiny-judge", "temperature": 0.0, "max_tokens": 256}
-SFT_PARAMS = {"epochs": 1, "lr": 1e-4, "global_batch": 8, "max_length": 512, "template": "paper", "lora": False}
+SFT_PARAMS = {"epochs": 1, "lr": 1e-4, "global_batch": 8, "max_length": 512, "template": "paper", "lora": None}
 
 
 # ---------------------------------------------------------------------------- contract-shaped artifacts

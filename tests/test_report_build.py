@@ -57,7 +57,7 @@ def test_tables_have_the_paper_layout_and_numbers(tmp_path: Path, workdir: Path)
     assert header["base model"].startswith("SmolLM2-135M") and "ACP 48" in header["mixture sizes (records)"]
     assert "hf:tiny-judge, 12 instances" in header["FLASK judge"] and "limit 20 items" in header["NLP benchmarks"]
     assert header["seeds"] == "one run per setting (seeds 42)"
-    assert "- FLASK judge hf:tiny-judge instead of GPT-4-0613" in markdown and "report: 13 models, 5 plots" in stdout
+    assert "- judge model tiny-judge (paper: GPT-4-0613): another judge" in markdown and "report: 13 models, 5 plots" in stdout
     with open(tmp_path / "out/results.csv", newline="") as handle:
         rows = {r["model"]: r for r in csv.DictReader(handle)}
     sweeps = ["ratio-42", "count-42", "ratio-0.5-42", "ratio-1.5-42", "count-4-42"]
@@ -86,7 +86,11 @@ def test_only_the_report_section_is_read_and_the_header_comes_from_artifacts(tmp
     assert header["records per source"] == "alpaca 24, codealpaca 24, p3 24"
     assert header["training"].startswith("1 epochs, lr 0.0001, batch 8, 512 tokens, template paper")
     assert header["HumanEval"].startswith("—") and header["seeds"] == "one run per setting (seeds 42)"
-    assert "- records per source 24 (paper: 20,000)" in markdown and "- training epochs 1 (paper: 2.0)" in markdown
+    assert "- records per source 24 (paper: 20,000): fewer examples per source" in markdown
+    assert "- epochs 1 (paper: 2): another amount of training" in markdown
+    fidelity = {r[0]: r[2:] for r in md_table(markdown, "**Fidelity to the paper**")[1:]}
+    assert fidelity["learning rate"] == ["0.0001", "**yes**: another learning rate"]
+    assert fidelity["training template"] == ["paper", "no"] and fidelity["judge model"] == ["not recorded", "no"]
 
 
 def test_only_the_base_model_is_refused(tmp_path: Path, workdir: Path) -> None:

@@ -43,10 +43,10 @@ def test_header_reads_the_params_each_stage_recorded(tmp_path: Path) -> None:
     assert "lr 0.0001 / 1e-05 (differs across runs)" in rows["training"] and "1 epochs" in rows["training"]
     assert rows["seeds"] == "up to 2 per setting (seeds 7, 42)" and "limit 20 items" in rows["NLP benchmarks"]
     text = "\n".join(lines)
-    assert "- records per source 16 (paper: 20,000)" in text
-    assert "- training learning rate 0.0001 / 1e-05 (differs across runs) (paper: 5e-05)" in text
-    assert "- P3 pooled with no cap per task (paper: 1,000 per task)" in text
-    assert "- sources read from local files (`assets/demo/alpaca.json`" in text
+    assert "- records per source 16 (paper: 20,000): fewer examples per source" in text
+    assert "- learning rate 0.0001 / 1e-05 (differs across runs) (paper: 5e-5 peak): another learning rate" in text
+    assert "- P3 cap per task none (paper: 1,000 records per subtask)" in text
+    assert "- Alpaca source assets/demo/alpaca.json (paper: Alpaca, 52K" in text
     assert "- training template" not in text  # the paper's template: no difference to report
     assert "- up to 2 seeds per setting (the paper ran each setting once)" in text
 

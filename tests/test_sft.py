@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from instmix.core.files import write_jsonl
 from instmix.core.params import ParamsError, StageError, parse
 from instmix.core.records import Record
-from instmix.train.config import SFTParams, gradient_accumulation
+from instmix.train.config import SFTParams, gradient_accumulation, resolve_runtime
 from instmix.train.sft import build_trainer, preflight
 from tests.conftest import REPO, run_stage, set_params, stage_env
 
@@ -78,6 +80,12 @@ def test_sft_trains_fast_and_the_model_reloads(sft_dir: Path, tiny_base: Path) -
     metrics = json.loads((sft_dir / "report/metrics.json").read_text())
     assert metrics["steps"] == 3 * 48 // 8 and metrics["examples"] == 48 and not metrics["resumed"]
     assert metrics["params"] == {**metrics["params"], **FAST, "seed": 42}  # the params it used, and the seed
+    assert metrics["runtime"] == {
+        "device": "cpu",
+        "batching": "padded",
+        "precision": "fp32",
+        "attn_implementation": "sdpa",
+    }
     losses = [
         float(line.split("\t")[-1])
         for line in (sft_dir / "report/live/plots/metrics/loss.tsv").read_text().splitlines()[1:]
@@ -213,3 +221,71 @@ def test_bad_params_of_a_multi_process_launcher_stop_before_accelerate(sft_dir: 
     result = run_stage("sft", *sft_args(sft_dir, tiny_base), cwd=sft_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "sft.global_batch=60 is not allowed: a multiple of per_device_batch x num_processes (4 x 2)" in result.stderr
+
+
+# ---------------------------------------------------------------------------- batching and precision
+
+
+def loss_and_grads(model: Any, batch: dict[str, Any]) -> tuple[float, list[Any]]:
+    model.zero_grad()
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_padding_free_batches_give_the_padded_loss_and_gradients(tiny_base: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    params = parse(SFTParams, {**FAST, "batching": "padding_free"}, "sft")
+    trainer, _ = build_trainer(params, 42, demo_records(), tiny_base, tmp_path)
+    free_collator = trainer.data_collator
+    assert free_collator.padding_free
+    padded_collator = dataclasses.replace(free_collator, padding_free=False)
+    examples = [trainer.train_dataset[i] for i in (0, 17, 33, 40)]  # one of each source, lengths differ
+    padded, free = padded_collator(examples), free_collator(examples)
+    assert padded["input_ids"].shape[0] == 4 and (padded["attention_mask"] == 0).any()  # it did pad
+    assert free["input_ids"].shape[0] == 1 and "attention_mask" not in free
+    assert free["input_ids"].shape[1] == int(padded["attention_mask"].sum())  # no pad token at all
+    supervised = int((padded["labels"][:, 1:] != -100).sum())
+    assert supervised == int((free["labels"][:, 1:] != -100).sum()) > 0
+    model = trainer.model.float().eval()
+    loss_padded, grads_padded = loss_and_grads(model, padded)
+    loss_free, grads_free = loss_and_grads(model, free)
+    assert loss_free == pytest.approx(loss_padded, rel=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads_padded, grads_free, strict=True))
+    # The control: the same row with attention across examples (positions running on) is further off
+    # than float noise, so the match above is the isolation at work.
+    leaky = model(input_ids=free["input_ids"], labels=free["labels"]).loss.item()
+    assert abs(leaky - loss_padded) > 100 * abs(loss_free - loss_padded)
+
+
+@pytest.mark.parametrize("batching", ["padded", "padding_free", "packed"])
+def test_steps_per_epoch_count_examples_unless_packed(tiny_base: Path, tmp_path: Path, batching: str) -> None:
+    params = parse(SFTParams, {**FAST, "epochs": 1.0, "batching": batching}, "sft")
+    trainer, counts = build_trainer(params, 42, demo_records(), tiny_base, tmp_path)
+    trainer.train()
+    if batching == "packed":  # a batch item is a 128-token row of several examples: fewer steps
+        assert trainer.state.global_step < math.ceil(counts["examples"] / params.global_batch)
+    else:
+        assert trainer.state.global_step == math.ceil(counts["examples"] / params.global_batch) == 6
+
+
+def test_auto_resolves_to_the_papers_semantics_on_a_gpu() -> None:
+    gpu, cpu = resolve_runtime(SFTParams(), gpu=True), resolve_runtime(SFTParams(), gpu=False)
+    assert (gpu.batching, gpu.precision, gpu.bf16) == ("padding_free", "bf16_mixed", True)
+    assert (cpu.batching, cpu.precision, cpu.bf16) == ("padded", "fp32", False)
+
+
+@pytest.mark.parametrize(("precision", "weights"), [("bf16_mixed", "float32"), ("bf16_pure", "bfloat16")])
+def test_mixed_precision_keeps_fp32_master_weights(
+    tiny_base: Path, tmp_path: Path, precision: str, weights: str
+) -> None:
+    params = parse(SFTParams, {**FAST, "epochs": 1.0, "precision": precision}, "sft")
+    trainer, _ = build_trainer(params, 42, demo_records()[:16], tiny_base, tmp_path)
+    assert trainer.args.bf16  # bf16 compute either way
+    trainer.train()
+    assert {str(p.dtype).removeprefix("torch.") for p in trainer.model.parameters()} == {weights}
+    state = [s for s in trainer.optimizer.state.values() if "exp_avg" in s]
+    assert state and {str(s["exp_avg"].dtype).removeprefix("torch.") for s in state} == {weights}

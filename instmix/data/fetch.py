@@ -7,6 +7,7 @@ The metrics hold rows read, records kept, rows dropped by reason, P3 tasks and t
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from instmix.core.records import Record, count_by
 from instmix.data import sources
 
 DROP_REASONS = ("missing_field", "non_text", "empty_prompt", "empty_response")
+PAPER_POOL_CAP = 1000  # records per P3 task in the paper's 660K pool
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,18 @@ class SourceParams:
 
 
 @dataclass(frozen=True)
+class InstructionParams(SourceParams):
+    join: str = " "
+    """Between the instruction and a non-empty input. The authors' code joins with one space."""
+
+
+@dataclass(frozen=True)
 class P3Params(SourceParams):
-    datasets: Literal["t0_train", "all"] | list[str] = "t0_train"
-    """P3 datasets whose prompted tasks are read: T0's training mixture, every task, or a list."""
+    datasets: Literal["t0_train", "paper", "all"] | list[str] = "t0_train"
+    """P3 datasets whose prompted tasks are read: T0's training mixture (no evaluated benchmark),
+    `paper` (the paper's ~660K pool, a sensitivity arm: every task, which includes ~74 built from
+    ARC, PIQA, RACE, HellaSwag and Winogrande; needs allow_benchmarks and max_per_task 1000),
+    `all` (every task, no cap implied), or a list of dataset names."""
     allow_benchmarks: bool = False
     """Allow tasks built from an evaluated benchmark (ARC, PIQA, RACE, HellaSwag, Winogrande, MMLU)."""
     max_per_task: int | None = None
@@ -39,6 +50,11 @@ class P3Params(SourceParams):
     def __post_init__(self) -> None:
         if self.max_per_task is not None and self.max_per_task < 1:
             raise ParamsError("max_per_task", self.max_per_task, "a positive integer or null")
+        if self.datasets == "paper" and not self.allow_benchmarks:
+            allowed = "true with datasets: paper (its pool holds tasks built from evaluated benchmarks)"
+            raise ParamsError("allow_benchmarks", self.allow_benchmarks, allowed)
+        if self.datasets == "paper" and self.max_per_task != PAPER_POOL_CAP:
+            raise ParamsError("max_per_task", self.max_per_task, f"{PAPER_POOL_CAP} with datasets: paper")
         if isinstance(self.datasets, list) and not self.allow_benchmarks:
             for i, name in enumerate(self.datasets):
                 if bench := sources.benchmark_of(name):
@@ -65,7 +81,7 @@ def locate(
 
 def select_tasks(available: list[str], params: P3Params) -> list[str]:
     available = [t for t in available if not t.endswith("_score_eval")]  # rank-eval copies
-    if params.datasets == "all":
+    if params.datasets in ("all", "paper"):
         chosen = available
         refused = [t for t in chosen if sources.benchmark_of(t)]
         if refused and not params.allow_benchmarks:
@@ -82,9 +98,10 @@ def select_tasks(available: list[str], params: P3Params) -> list[str]:
 
 
 def hub_patterns(params: P3Params) -> list[str]:
-    wanted = (
-        ["*"] if params.datasets == "all" else sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
-    )
+    if params.datasets in ("all", "paper"):
+        wanted: Sequence[str] = ["*"]
+    else:
+        wanted = sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
     return [p for d in wanted for p in (f"{d}/train-*.parquet", f"{d}_*/train-*.parquet")]
 
 
@@ -102,7 +119,7 @@ def fetch_p3(params: P3Params, drops: sources.Drops) -> tuple[list[Record], str 
 
 
 def params_class(source: str) -> type[SourceParams]:
-    return P3Params if source == "p3" else SourceParams
+    return P3Params if source == "p3" else InstructionParams
 
 
 def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, Any]]:
@@ -111,7 +128,8 @@ def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, An
         records, revision = fetch_p3(params, drops)
     else:
         path, revision = locate(source, params.path)
-        records = list(sources.read_instructions(source, path, drops))
+        assert isinstance(params, InstructionParams)
+        records = list(sources.read_instructions(source, path, drops, params.join))
     metrics: dict[str, Any] = {
         "rows_read": len(records) + sum(drops.values()),
         "records": len(records),
@@ -122,4 +140,6 @@ def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, An
     if source == "p3":
         metrics["tasks"] = len({r["task"] for r in records})
         metrics["records_per_task"] = count_by(records, "task")
+        # Tasks whose prompts are built from an evaluated benchmark (only with allow_benchmarks).
+        metrics["benchmark_tasks"] = sorted({t for r in records if sources.benchmark_of(t := r["task"])})
     return records, metrics

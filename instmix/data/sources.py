@@ -22,19 +22,19 @@ from typing import Any
 from instmix.core.params import StageError
 from instmix.core.records import Record, clean_text, record_id
 
-PROMPT_INPUT_SEPARATOR = "\n\n"
 NO_INPUT, NO_OUTPUT = "<noinput>", "<nooutput>"  # Alpaca's placeholders for empty fields
 END_OF_TEXT = "<|endoftext|>"  # closes every completion in GPT-3 style P3 files
 
-# T0's training mixture (t-zero datasets.csv, do_train == BASE), in P3's config-name
-# spelling. commonsense_qa is added: the T0 paper and model card list CommonsenseQA,
-# while the t-zero code trains on the cos_e prompts. No evaluated benchmark is in here.
+# T0's training mixture (t-zero datasets.csv, do_train == BASE: 38 datasets), in P3's
+# config-name spelling. The T0 paper and model card say "CommonsenseQA"; the t-zero code trains
+# on cos_e (CommonsenseQA with explanations), and P3 has no commonsense_qa task. No evaluated
+# benchmark is in here.
 T0_TRAIN = (
     "glue_mrpc", "glue_qqp", "paws_labeled_final",
     "kilt_tasks_hotpotqa", "wiki_qa",
     "adversarial_qa_dbidaf", "adversarial_qa_dbert", "adversarial_qa_droberta",
     "duorc_SelfRC", "duorc_ParaphraseRC", "ropes", "quoref",
-    "cos_e_v1.11", "commonsense_qa", "cosmos_qa", "dream", "qasc", "quail", "quarel",
+    "cos_e_v1.11", "cosmos_qa", "dream", "qasc", "quail", "quarel",
     "quartz", "sciq", "social_i_qa", "wiki_hop_original", "wiqa",
     "amazon_polarity", "app_reviews", "imdb", "rotten_tomatoes", "yelp_review_full",
     "common_gen", "wiki_bio",
@@ -162,8 +162,8 @@ def _record(source: str, orig_id: str, task: str | None, prompt: str, response: 
     )
 
 
-def instruction_record(source: str, orig_id: str, row: Any, drops: Drops) -> Record | None:
-    """Alpaca-style row -> record. prompt = instruction, plus a blank line and the input if any."""
+def instruction_record(source: str, orig_id: str, row: Any, drops: Drops, join: str = " ") -> Record | None:
+    """Alpaca-style row -> record. prompt = instruction, then `join` and the input if any."""
     if not isinstance(row, dict):
         drops["non_text"] += 1
         return None
@@ -174,7 +174,7 @@ def instruction_record(source: str, orig_id: str, row: Any, drops: Drops) -> Rec
         return None
     given = "" if given.strip() == NO_INPUT else given.strip()
     output = "" if output.strip() == NO_OUTPUT else output
-    prompt = instruction.strip() + (PROMPT_INPUT_SEPARATOR + given if given else "")
+    prompt = instruction.strip() + (join + given if given else "")
     return _record(source, orig_id, None, prompt, output, drops)
 
 
@@ -212,12 +212,12 @@ def instruction_files(path: Path) -> list[Path]:
     return files
 
 
-def read_instructions(source: str, path: Path, drops: Drops) -> Iterator[Record]:
+def read_instructions(source: str, path: Path, drops: Drops, join: str = " ") -> Iterator[Record]:
     files = instruction_files(path)
     for file in files:
         prefix = "" if len(files) == 1 else f"{file.relative_to(path).as_posix()}:"
         for index, row in enumerate(read_rows(file)):
-            record = instruction_record(source, f"{prefix}{index}", row, drops)
+            record = instruction_record(source, f"{prefix}{index}", row, drops, join)
             if record is not None:
                 yield record
 

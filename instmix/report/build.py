@@ -94,7 +94,7 @@ def build_report(
     figures = make_plots(out, stats, paper, params, sweeps, marks, curves, runs)
 
     lines = header(runs, setup, mix, params) + claims_section(results, params)
-    lines += tables_section(stats, paper, params.sizes)
+    lines += tables_section(stats, paper, params.sizes, bool((setup.fetched.get("p3") or {}).get("benchmark_tasks")))
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])

@@ -22,6 +22,7 @@ METRIC_NAMES = {**TABLE1_COLUMNS, "flask_avg": "FLASK avg"}
 SIZE_LABEL = {"7b": "LLaMA-2-7B", "13b": "LLaMA-2-13B"}
 PLOT_FILES = ("benchmarks.png", "ratio_sweep.png", "count_sweep.png", "flask_profile.png", "loss_curves.png")
 DASH = "—"
+MARK_BENCHMARK_PROMPTS = "†"  # a setting trained on P3 prompts built from an evaluated benchmark
 
 
 def sweep_kind(setting: str) -> str | None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from instmix.core.vocab import BASE_ROW
 from instmix.report.claims import ClaimResult
-from instmix.report.layout import DASH, SIZE_LABEL, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
+from instmix.report.layout import (
+    DASH,
+    MARK_BENCHMARK_PROMPTS,
+    SIZE_LABEL,
+    TABLE1_COLUMNS,
+    TABLE1_ROWS,
+    TABLE2_COLUMNS,
+    TABLE2_ROWS,
+)
 from instmix.report.params import ReportParams
 from instmix.report.runs import Run
 from instmix.report.stats import Stat
@@ -34,8 +42,17 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def value_table(rows: Sequence[str], columns: Mapping[str, str], stats: Stats, decimals: int) -> list[str]:
-    body = [[row, *(fmt_stat(stats.get(row, {}).get(k), decimals) for k in columns)] for row in rows]
+def value_table(
+    rows: Sequence[str], columns: Mapping[str, str], stats: Stats, decimals: int, marked: Collection[str] = ()
+) -> list[str]:
+    """`marked` rows get the benchmark-prompts mark (trained on P3 tasks built from a benchmark)."""
+    body = [
+        [
+            row + (f" {MARK_BENCHMARK_PROMPTS}" if row in marked else ""),
+            *(fmt_stat(stats.get(row, {}).get(k), decimals) for k in columns),
+        ]
+        for row in rows
+    ]
     return markdown_table(["setting", *columns.values()], body)
 
 
@@ -70,11 +87,13 @@ def delta_table(
 
 def table_section(
     table: str, rows: Sequence[str], columns: Mapping[str, str], references: Sequence[str], decimals: int,
-    stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str],
+    stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], marked: Collection[str] = (),
 ) -> list[str]:  # fmt: skip
     """One of the paper's tables: this run, the paper's rows per model size, then the deltas."""
     lines = ["**This run** (mean ± std over seeds where a setting has several)", ""]
-    lines += [*value_table(rows, columns, stats, decimals), ""]
+    lines += [*value_table(rows, columns, stats, decimals, marked), ""]
+    if marked:
+        lines += [f"{MARK_BENCHMARK_PROMPTS} trained on P3 prompts built from evaluated benchmarks (fetch.p3).", ""]
     for size in sizes:
         lines += [f"**Paper, {SIZE_LABEL[size]}** ({paper[table]['source']})", ""]
         lines += [*paper_table(rows, columns, paper[table][size], decimals), ""]
@@ -85,11 +104,15 @@ def table_section(
     return lines
 
 
-def tables_section(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str]) -> list[str]:
+def tables_section(
+    stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], benchmark_prompts: bool = False
+) -> list[str]:
+    """`benchmark_prompts`: P3 held tasks built from evaluated benchmarks, so every setting with P is marked."""
+    marked = [r for r in TABLE1_ROWS if "P" in r] if benchmark_prompts else []
     lines = ["## Table 1: NLP benchmarks (zero-shot accuracy, %) and HumanEval (pass@k, %)", ""]
-    lines += table_section("table1", TABLE1_ROWS, TABLE1_COLUMNS, (BASE_ROW, "A"), 2, stats, paper, sizes)
+    lines += table_section("table1", TABLE1_ROWS, TABLE1_COLUMNS, (BASE_ROW, "A"), 2, stats, paper, sizes, marked)
     lines += ["## Table 2: FLASK alignment skills (1-5 scores x 20)", ""]
-    lines += table_section("table2", TABLE2_ROWS, TABLE2_COLUMNS, ("A",), 1, stats, paper, sizes)
+    lines += table_section("table2", TABLE2_ROWS, TABLE2_COLUMNS, ("A",), 1, stats, paper, sizes, marked)
     if "flask_avg" in stats.get(BASE_ROW, {}):
         base = fmt_stat(stats[BASE_ROW]["flask_avg"], 1)
         lines += [f"The base model (`{BASE_ROW}`, not in the paper's Table 2) scores FLASK avg {base}.", ""]

@@ -34,10 +34,18 @@ class SFTParams:
     max_length: int = 512
     """Tokens per example (or per packed row); longer examples are cut at the end."""
     template: Literal["paper", "chat"] = "paper"
-    packing: Literal["auto"] | bool = "auto"
-    """Best-fit-decreasing packing, padding-free (no attention across examples). auto: on a GPU only."""
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    """auto: bf16 on a GPU, fp32 on a CPU."""
+    batching: Literal["auto", "padded", "padding_free", "packed"] = "auto"
+    """How a micro-batch is laid out; global_batch counts examples in every mode but `packed`.
+    padded: each example a row, padded to the longest. padding_free: the batch's examples end to
+    end in one row, positions restarting per example (no attention across examples, no pad
+    tokens): the same loss and gradients as padded, without the padding's compute. packed: TRL's
+    best-fit-decreasing packing into max_length rows, where a batch item is a *row* of several
+    examples, so the steps per epoch depend on example lengths (a deviation, flagged in the
+    report). auto: padding_free on a GPU, padded on a CPU."""
+    precision: Literal["auto", "bf16_mixed", "bf16_pure", "fp32"] = "auto"
+    """bf16_mixed: fp32 master weights and optimizer state, bf16 autocast compute (the authors'
+    ZeRO-3 setup). bf16_pure: weights loaded and updated in bf16 (at lr 5e-5 small updates can
+    vanish; a deviation, flagged in the report). auto: bf16_mixed on a GPU, fp32 on a CPU."""
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     """auto: flash_attention_2 on a GPU when flash-attn is importable, else sdpa."""
     gradient_checkpointing: bool = False
@@ -98,23 +106,27 @@ class Runtime:
     """What `auto` params resolve to on this machine."""
 
     device: str
-    bf16: bool
-    packing: bool
+    batching: str
+    precision: str
     attn_implementation: str
 
+    @property
+    def bf16(self) -> bool:
+        """bf16 compute (autocast, or pure)."""
+        return self.precision != "fp32"
 
-def resolve_runtime(params: SFTParams) -> Runtime:
+
+def resolve_runtime(params: SFTParams, gpu: bool | None = None) -> Runtime:
+    """`gpu`: whether a CUDA device is there (default: ask torch)."""
     import importlib.util
 
-    import torch
+    if gpu is None:
+        import torch
 
-    gpu = torch.cuda.is_available()
+        gpu = torch.cuda.is_available()
     attn = params.attn_implementation
     if attn == "auto":
         attn = "flash_attention_2" if gpu and importlib.util.find_spec("flash_attn") else "sdpa"
-    return Runtime(
-        device="cuda" if gpu else "cpu",
-        bf16=gpu if params.precision == "auto" else params.precision == "bf16",
-        packing=gpu if params.packing == "auto" else params.packing,
-        attn_implementation=attn,
-    )
+    batching = params.batching if params.batching != "auto" else "padding_free" if gpu else "padded"
+    precision = params.precision if params.precision != "auto" else "bf16_mixed" if gpu else "fp32"
+    return Runtime(device="cuda" if gpu else "cpu", batching=batching, precision=precision, attn_implementation=attn)

@@ -134,11 +134,10 @@ def build_trainer(
     accumulation = gradient_accumulation(params, world_size())
     tokenizer = AutoTokenizer.from_pretrained(base)
     counts = preflight(tokenizer, records, params)
-    model = AutoModelForCausalLM.from_pretrained(
-        base,
-        dtype=torch.bfloat16 if runtime.bf16 else torch.float32,
-        attn_implementation=runtime.attn_implementation,
-    )
+    packed = runtime.batching == "packed"
+    # Built before the model: under `accelerate launch` with DeepSpeed, the config registers ZeRO-3,
+    # so from_pretrained partitions the weights as it loads them (zero3_init_flag) instead of
+    # materialising the whole model on every rank.
     config = SFTConfig(
         output_dir=str(checkpoints),
         num_train_epochs=params.epochs,
@@ -150,9 +149,9 @@ def build_trainer(
         max_length=params.max_length,
         seed=seed,
         data_seed=seed,
-        bf16=runtime.bf16,  # SFTConfig defaults to bf16 even on a CPU
+        bf16=runtime.bf16,  # autocast over fp32 weights unless the weights are bf16 (bf16_pure)
         use_cpu=runtime.device == "cpu",
-        packing=runtime.packing,
+        packing=packed,
         packing_strategy="bfd",
         completion_only_loss=True,
         activation_checkpointing=params.gradient_checkpointing,  # SFTConfig defaults to True
@@ -162,9 +161,14 @@ def build_trainer(
         save_steps=params.save_steps,
         save_total_limit=params.save_total_limit,
         # Padding-free batches have no attention mask: "non_padding" would skip every EOS (= pad) token.
-        include_num_input_tokens_seen="all" if runtime.packing else "non_padding",
+        include_num_input_tokens_seen="non_padding" if runtime.batching == "padded" else "all",
         report_to="none",  # DVCLive is added below with our own directory
         dataloader_num_workers=0,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        base,
+        dtype=torch.bfloat16 if runtime.precision == "bf16_pure" else torch.float32,
+        attn_implementation=runtime.attn_implementation,
     )
     peft_config = None
     if params.lora is not None:
@@ -187,7 +191,19 @@ def build_trainer(
         peft_config=peft_config,
         callbacks=[*callbacks, no_final_checkpoint()],
     )
+    if runtime.batching == "padding_free":
+        padding_free(trainer)
     return trainer, counts
+
+
+def padding_free(trainer: Any) -> None:
+    """Padding-free batches of whole examples, one row per example as in padded batches. TRL
+    offers padding-free only with packing, or without truncation (its max_length check); here its
+    dataset is prepared (truncated) as for padded batches, then its own padding-free collator
+    joins each batch's examples end to end (positions restart per example)."""
+    import dataclasses
+
+    trainer.data_collator = dataclasses.replace(trainer.data_collator, padding_free=True)
 
 
 def no_final_checkpoint() -> Any:
@@ -260,6 +276,7 @@ def train(
         "peak_memory_gb": round(peak_memory_gb(), 3),
         **counts,  # examples, and those left without a supervised token by max_length (not trained on)
         "resumed": resume,
+        "runtime": asdict(resolve_runtime(params)),  # what the `auto` params meant on this machine
         "params": asdict(params) | {"seed": seed},
     }
     if trainer.is_world_process_zero():
