@@ -315,9 +315,8 @@ def main() -> None:
         for packing in (False, True) if repeat % 2 == 0 else (True, False):
             load = Path("/proc/loadavg").read_text().split()[0]
             print(f"--- {modes[packing]} (run {repeat + 1} of {args.repeats}, load {load})", flush=True)
-            runs.append(
-                (run_mode(modes[packing], replace(params, batching="packed" if packing else "padded"), records, base, args.warmup_steps), load)
-            )
+            mode = replace(params, batching="packed" if packing else "padded")
+            runs.append((run_mode(modes[packing], mode, records, base, args.warmup_steps), load))
     tokens = {r.real_tokens for r, _ in runs}
     if len(tokens) != 1:
         raise SystemExit(f"error: the runs trained different numbers of tokens: {sorted(tokens)}")

@@ -1,10 +1,12 @@
 """report: every model's metrics beside the paper's published numbers (instmix.report).
 
-    python -m stages.report <data dir> <reports dir> <base metrics> <paper results> <out dir> --profile NAME
+    python -m stages.report <data dir> <reports dir> <base metrics> <paper results> <paper setup> <out dir>
+        --profile NAME
 
 Reads `report` and the study's `seeds` (refused when empty: it would train no model; the report
 does not read the seeds' values otherwise); everything else comes from the artifacts, whose
-metrics files record the params each stage used. Writes <out dir>/results.md, results.csv,
+metrics files record the params each stage used; <paper setup> is the fidelity table's items
+(assets/paper_setup.yaml). Writes <out dir>/results.md, results.csv,
 claims.json and plots/*.png.
 """
 
@@ -17,20 +19,22 @@ from instmix.report.build import build_report
 from instmix.report.params import ReportParams
 
 USAGE = (
-    "usage: python -m stages.report <data dir> <reports dir> <base metrics> <paper results> <out dir> --profile NAME"
+    "usage: python -m stages.report <data dir> <reports dir> <base metrics> <paper results> <paper setup> <out dir>"
+    " --profile NAME"
 )
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 7 or argv[5] != "--profile":
+    if len(argv) != 8 or argv[6] != "--profile":
         raise StageError(USAGE)
-    data_dir, reports, base_metrics, paper_file, out = map(Path, argv[:5])
+    data_dir, reports, base_metrics, paper_file, setup_file, out = map(Path, argv[:6])
     params = load(ReportParams, "report")
     if not parse(list[int], read_section("seeds"), "seeds"):
         raise ParamsError("seeds", [], "at least one training seed, e.g. [42] (an empty list trains no model)")
-    if not paper_file.is_file():
-        raise StageError(f"{paper_file}: no such file (the paper's published numbers)")
-    summary = build_report(data_dir, reports, base_metrics, paper_file, out, params, argv[6])
+    for path, what in ((paper_file, "the paper's published numbers"), (setup_file, "the paper's setup")):
+        if not path.is_file():
+            raise StageError(f"{path}: no such file ({what})")
+    summary = build_report(data_dir, reports, base_metrics, (paper_file, setup_file), out, params, argv[7])
     marks = ", ".join(f"{k} {v}" for k, v in summary["claims"].items())
     print(f"report: {summary['models']} models, {len(summary['plots'])} plots -> {out / 'results.md'}; {marks}")
 

@@ -151,7 +151,7 @@ def test_benchmark_tasks_need_the_explicit_override(workdir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"fetch.p3.allow_benchmarks": False}, "fetch.p3.allow_benchmarks=False is not allowed: true with datasets: paper"),
+    [({"fetch.p3.allow_benchmarks": False}, "fetch.p3.allow_benchmarks=False is not allowed: true with datasets"),
      ({"fetch.p3.max_per_task": None}, "fetch.p3.max_per_task=None is not allowed: 1000 with datasets: paper")],
 )  # fmt: skip
 def test_the_papers_pool_is_an_explicit_sensitivity_arm(workdir: Path, change: dict, message: str) -> None:

@@ -21,6 +21,7 @@ from instmix.report.params import ReportParams
 from tests.conftest import REPO, run_stage
 
 PAPER_FILE = REPO / "assets" / "paper_results.yaml"
+SETUP_FILE = REPO / "assets" / "paper_setup.yaml"
 SWEEP = {"ratio-0.5": 0.5, "ratio": 1.0, "ratio-1.5": 1.5}
 COUNT = {"count-4": 4, "count": 8}
 NLP_PARAMS = {"tasks": list(TASKS), "limit": 20, "batch_size": 8, "device": "cpu", "dtype": "float32"}
@@ -155,8 +156,8 @@ def report_workdir(workdir: Path, seeds: list[int] | None = None, **report: obje
 
 def report_stage(root: Path, workdir: Path, profile: str = "demo") -> subprocess.CompletedProcess[str]:
     return run_stage(
-        "report", root / "data", root / "reports", root / "models/base.metrics.json", PAPER_FILE, root / "out",
-        "--profile", profile, cwd=workdir,
+        "report", root / "data", root / "reports", root / "models/base.metrics.json", PAPER_FILE, SETUP_FILE,
+        root / "out", "--profile", profile, cwd=workdir,
     )  # fmt: skip
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +36,7 @@ def flipped(item: Item) -> Any:
     good = item.faithful[0]
     if good is None:
         return {"r": 8}
-    if isinstance(good, bool) or isinstance(good, str):
+    if isinstance(good, bool | str):
         return "other"
     if isinstance(good, int | float):
         return good * 2 + 1

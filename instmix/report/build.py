@@ -74,13 +74,20 @@ def write_outputs(out: Path, lines: Sequence[str], columns: list[str], body: lis
 
 
 def build_report(
-    data_dir: Path, reports: Path, base_metrics: Path, paper_file: Path, out: Path, params: ReportParams, profile: str
+    data_dir: Path,
+    reports: Path,
+    base_metrics: Path,
+    paper_files: tuple[Path, Path],
+    out: Path,
+    params: ReportParams,
+    profile: str,
 ) -> dict[str, Any]:
-    """Write the report; returns a summary for the stage's one-line message."""
-    paper = read_paper(paper_file)
+    """Write the report; `paper_files`: the paper's results and its setup (the fidelity items).
+    Returns a summary for the stage's one-line message."""
+    paper = read_paper(paper_files[0])
     runs = read_runs(reports, params.nlp_metric)
     require_trained_model(runs, reports)
-    setup = read_setup(data_dir, base_metrics, profile)
+    setup = read_setup(data_dir, base_metrics, profile, paper_files[1])
     settings = {r.setting for r in runs.values()}
     mix = read_mix(data_dir / "mix", settings | {"ACP"})  # ACP's sizes anchor the count sweep
     reps = replicates(runs.values())

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from instmix.core.params import StageError
+from instmix.core.vocab import SOURCES
 
 SETUP_FILE = Path(__file__).resolve().parents[2] / "assets" / "paper_setup.yaml"
 NOT_STATED = "not stated"
@@ -111,7 +112,7 @@ def observed_in_params(params: Mapping[str, Any], root: Path) -> dict[str, list[
     """The values a params tree sets (README: the paper profile), with each hub pin's revision read
     from its pin file as `fetch.<source>.revision`."""
     flat = {key: [value] for key, value in flatten(params).items()}
-    for source in ("alpaca", "codealpaca", "p3"):
+    for source in SOURCES:
         path = str(params.get("fetch", {}).get(source, {}).get("path", ""))
         if path.endswith(".hub.yaml") and (root / path).is_file():
             flat[f"fetch.{source}.revision"] = [yaml.safe_load((root / path).read_text())["revision"]]

@@ -30,16 +30,18 @@ class Setup:
     fetched: dict[str, dict[str, Any] | None]
     subsampled: dict[str, dict[str, Any] | None]
     benchmarks: dict[str, dict[str, Any] | None]
+    items: list[fidelity.Item]
+    """The paper's setup items (the fidelity table)."""
 
 
-def read_setup(data_dir: Path, base_metrics: Path, profile: str) -> Setup:
+def read_setup(data_dir: Path, base_metrics: Path, profile: str, setup_file: Path = fidelity.SETUP_FILE) -> Setup:
     def of_stage(stage: str) -> dict[str, dict[str, Any] | None]:
         return {s: read_optional(data_dir / stage / f"{s}.metrics.json") for s in SOURCES}
 
     benchmarks = {t: read_optional(data_dir / "benchmarks" / f"{t}.metrics.json") for t in TASKS}
-    return Setup(
-        profile, read_optional(base_metrics), base_metrics, of_stage("fetched"), of_stage("subsample"), benchmarks
-    )
+    base = read_optional(base_metrics)
+    items = fidelity.read_items(setup_file)
+    return Setup(profile, base, base_metrics, of_stage("fetched"), of_stage("subsample"), benchmarks, items)
 
 
 def info(runs: Sequence[Run], key: str) -> list[Any]:
@@ -166,7 +168,7 @@ def differences(
     out = []
     if setup.base is None:
         out.append(f"base model unknown ({setup.base_path} is missing): scores cannot be placed beside the paper's")
-    out += fidelity.deviations(fidelity.read_items(), observed(runs, setup, params))
+    out += fidelity.deviations(setup.items, observed(runs, setup, params))
     if any(v is False for v in info(runs, "code_sandboxed")):
         out.append("HumanEval completions ran without a sandbox")
     if most_seeds > 1:
@@ -180,7 +182,7 @@ def observed(runs: Sequence[Run], setup: Setup, params: ReportParams) -> dict[st
 
 
 def fidelity_section(runs: Sequence[Run], setup: Setup, params: ReportParams) -> list[str]:
-    rows = fidelity.rows(fidelity.read_items(), observed(runs, setup, params))
+    rows = fidelity.rows(setup.items, observed(runs, setup, params))
     return [
         "**Fidelity to the paper** (assets/paper_setup.yaml; this run's values as its stages recorded them)",
         "",
