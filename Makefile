@@ -4,7 +4,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # DVC runs each stage's `python -m stages.<name>` through the shell: use the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test bench
+.PHONY: install gpu demo test bench
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap; } \
 	  || echo "WARNING: bubblewrap not installed: HumanEval code would run without its sandbox (apt install bubblewrap)" >&2
 	touch $@
+
+# GPU extras (DeepSpeed for the zero3 launcher), on top of install.
+gpu: install
+	$(BIN)/pip install --quiet -r requirements-gpu.txt
 
 demo: install
 	dvc repro

@@ -89,3 +89,17 @@ def test_readme_shows_the_paper_profiles_table(paper_observed: dict[str, list[An
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     expected = "\n".join(readme_table(paper_observed))
     assert expected in readme, "README's fidelity table is stale; it should read:\n" + expected
+
+
+def test_the_report_shows_what_auto_resolved_to() -> None:
+    from instmix.report.fidelity import observed_in_artifacts
+    from instmix.report.header import Setup
+    from instmix.report.runs import Run
+
+    run = Run("A-42", "A", 42, raw={"sft.runtime.batching": "packed", "sft.runtime.precision": "bf16_mixed"})
+    run.params["sft"] = {"batching": "auto", "precision": "auto", "lr": 5e-5}
+    setup = Setup("paper", None, REPO / "none", {}, {}, {}, ITEMS)
+    observed = observed_in_artifacts([run], setup, {"nlp_metric": "acc"})
+    assert observed["sft.batching"] == ["packed"] and observed["sft.precision"] == ["bf16_mixed"]
+    table = {r[0]: r[2:] for r in rows(ITEMS, observed)}
+    assert table["batching"][1].startswith("**yes**") and table["precision"] == ["bf16_mixed", "no"]

@@ -119,6 +119,14 @@ def observed_in_params(params: Mapping[str, Any], root: Path) -> dict[str, list[
     return flat
 
 
+def resolved(run: Any) -> dict[str, Any] | None:
+    """The sft params a run recorded, each `auto` replaced by what it resolved to there (its runtime)."""
+    params = run.params.get("sft")
+    if params is None:
+        return None
+    return {k: run.raw.get(f"sft.runtime.{k}", v) if v == "auto" else v for k, v in params.items()}
+
+
 def observed_in_artifacts(runs: Iterable[Any], setup: Any, report_params: Mapping[str, Any]) -> dict[str, list[Any]]:
     """The values the stages recorded: params in each metrics file, the hub commit each fetch read.
     `runs`: instmix.report.runs.Run; `setup`: instmix.report.header.Setup."""
@@ -140,7 +148,7 @@ def observed_in_artifacts(runs: Iterable[Any], setup: Any, report_params: Mappin
             observed.setdefault(f"eval.benchmarks.{task}", []).append(metrics.get("params", {}).get("path"))
     for run in runs:
         for name, section in RUN_SECTIONS.items():
-            add(section, run.params.get(name))
+            add(section, resolved(run) if name == "sft" else run.params.get(name))
         if "lm_eval_version" in run.info:
             observed.setdefault("eval.nlp.lm_eval_version", []).append(run.info["lm_eval_version"])
     add("report", report_params)
