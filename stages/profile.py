@@ -1,6 +1,6 @@
-"""Switch params.yaml between profiles: demo (as committed), local and paper.
+"""Switch params.yaml between profiles: demo (as committed), local, paper (7B) and paper-13b.
 
-    python -m stages.profile <demo|local|paper> [--data DIR]
+    python -m stages.profile <demo|local|paper|paper-13b> [--data DIR]
 
 Not a DVC stage: it edits params.yaml (keeping its comments) and sets its `profile` key;
 `dvc exp run -S key=value` and `dvc repro` then work on top as usual. `{data}` in a profile

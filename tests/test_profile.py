@@ -23,6 +23,7 @@ from instmix.data.mix import MixParams
 from instmix.data.sources import benchmark_of
 from instmix.data.subsample import SubsampleParams, deduplicate
 from instmix.nlp.harness import NLPParams
+from instmix.report.params import ReportParams
 from instmix.train.base import ModelParams
 from instmix.train.config import SFTParams
 from tests.conftest import REPO, run_stage
@@ -41,11 +42,12 @@ SECTIONS = {  # every stage's own section
     "eval.align": AlignParams,
     "eval.judge": JudgeParams,
     "eval.decontam": DecontamParams,
+    "report": ReportParams,
 }
 
 
 def test_every_profile_sets_the_same_keys() -> None:
-    assert profile_names() == ["demo", "local", "paper"]
+    assert profile_names() == ["demo", "local", "paper", "paper-13b"]
     key_sets = {name: leaf_keys(read_profile(name)) for name in profile_names()}
     assert len({frozenset(keys) for keys in key_sets.values()}) == 1, key_sets
 
@@ -58,12 +60,15 @@ def test_committed_params_are_the_demo_profile(tmp_path: Path) -> None:
     assert (tmp_path / "params.yaml").read_bytes() == (REPO / "params.yaml").read_bytes()  # comments too
 
 
-@pytest.mark.parametrize("name", ["demo", "local", "paper"])
+@pytest.mark.parametrize("name", ["demo", "local", "paper", "paper-13b"])
 def test_each_profile_validates(tmp_path: Path, name: str) -> None:
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     apply(name, tmp_path / "params.yaml")
     parsed = {section: load(cls, section, tmp_path / "params.yaml") for section, cls in SECTIONS.items()}
-    if name == "paper":
+    if name == "paper-13b":
+        assert parsed["model"].base == "meta-llama/Llama-2-13b-hf" and parsed["sft"].num_processes == 8
+        assert parsed["report"].paper_size == "13b"
+    if name.startswith("paper"):
         assert parsed["subsample"].n == 20000 and parsed["fetch.p3"].max_per_task == 1000
         assert parsed["model"].from_hub and parsed["sft"].global_batch == 64 and parsed["sft"].launcher == "zero3"
         for source in ("alpaca", "codealpaca", "p3"):

@@ -8,6 +8,7 @@ reruns the fetch, and the snapshot's commit sha is recorded in the stage's metri
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from instmix.core.params import StageError, parse
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 PIN_SUFFIX = ".hub.yaml"
+SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def go_offline() -> None:
@@ -45,20 +47,50 @@ def read_pin(path: str | Path) -> HubPin:
     return parse(HubPin, data, str(path))
 
 
-def snapshot(pin: HubPin, patterns: list[str] | None = None, ignore: list[str] | None = None) -> Path:
-    """Download (or reuse from the HF cache) the pinned files; returns the snapshot directory."""
-    from huggingface_hub import snapshot_download
+def hub_error(repo: str, revision: str | None, err: Exception) -> StageError:
+    """One line for any hub failure: the repo, the revision, what happened and what to do."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
+    at = f"{repo}@{revision or 'main'}"
+    if isinstance(err, GatedRepoError):
+        todo = "a gated repo: accept its license on the hub page, then log in (HF_TOKEN or `hf auth login`)"
+    elif isinstance(err, RevisionNotFoundError):
+        todo = "no such revision: fix the pin (a branch, a tag or a 40-hex commit sha)"
+    elif isinstance(err, RepositoryNotFoundError):
+        todo = "repo or revision not found (or private: log in with HF_TOKEN); check the pin's repo and revision"
+    else:
+        endpoint = os.environ.get("HF_ENDPOINT", "the hub")
+        todo = f"{type(err).__name__}; check the connection to {endpoint} (HF_ENDPOINT) and retry"
+    return StageError(f"cannot read {at} from the hub: {todo}")
+
+
+def resolve_commit(repo: str, revision: str | None, repo_type: str = "dataset") -> str:
+    """The 40-hex commit sha the endpoint serves for `revision` (a branch, tag or sha)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().repo_info(repo, repo_type=repo_type, revision=revision).sha
+    except Exception as err:  # the hub client raises many types; the user needs one line
+        raise hub_error(repo, revision, err) from err
+
+
+def snapshot(pin: HubPin, patterns: list[str] | None = None, ignore: list[str] | None = None) -> Path:
+    """Download (or reuse from the HF cache) the pinned files; returns the snapshot directory,
+    whose name is the commit read. A branch is resolved to its commit first, so what is read is
+    exactly that commit."""
+    from huggingface_hub import constants, snapshot_download
+
+    offline = constants.HF_HUB_OFFLINE  # offline, the local cache's refs resolve a branch
+    fixed = SHA.match(pin.revision) or offline
+    commit = pin.revision if fixed else resolve_commit(pin.repo, pin.revision, pin.repo_type)
     try:
         folder = snapshot_download(
             pin.repo,
             repo_type=pin.repo_type,
-            revision=pin.revision,
+            revision=commit,
             allow_patterns=patterns or pin.files or None,
             ignore_patterns=ignore,
         )
-    except Exception as err:  # the hub client raises many types; the user needs one line
-        raise StageError(
-            f"cannot download {pin.repo}@{pin.revision}: {type(err).__name__}: {err}".replace("\n", " ")
-        ) from err
+    except Exception as err:
+        raise hub_error(pin.repo, pin.revision, err) from err
     return Path(folder)

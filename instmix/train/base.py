@@ -125,12 +125,20 @@ def save_tiny(out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def save_pretrained_copy(params: ModelParams, out: Path) -> None:
+def save_pretrained_copy(params: ModelParams, out: Path) -> str | None:
+    """Copy a local or hub model; returns the hub commit read (None for a local directory)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"revision": params.revision} if params.from_hub else {}
-    AutoTokenizer.from_pretrained(params.base, **kwargs).save_pretrained(out)
-    AutoModelForCausalLM.from_pretrained(params.base, dtype="auto", **kwargs).save_pretrained(out)
+    commit = hub.resolve_commit(params.base, params.revision, "model") if params.from_hub else None
+    kwargs = {"revision": commit} if commit else {}
+    try:
+        AutoTokenizer.from_pretrained(params.base, **kwargs).save_pretrained(out)
+        AutoModelForCausalLM.from_pretrained(params.base, dtype="auto", **kwargs).save_pretrained(out)
+    except OSError as err:  # transformers wraps the hub's errors in OSError
+        if not params.from_hub:
+            raise StageError(f"cannot load {params.base}: {err}".replace("\n", " ")) from err
+        raise hub.hub_error(params.base, params.revision, err.__cause__ or err) from err
+    return commit
 
 
 def build(params: ModelParams, out: Path) -> dict[str, Any]:
@@ -139,16 +147,18 @@ def build(params: ModelParams, out: Path) -> dict[str, Any]:
         hub.go_offline()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    commit = None
     try:
         if params.base == "smollm2":
             save_smollm2(tmp)
         elif params.base == "tiny":
             save_tiny(tmp)
         else:
-            save_pretrained_copy(params, tmp)
+            commit = save_pretrained_copy(params, tmp)
         config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"architecture": (config.get("architectures") or [None])[0], "params": asdict(params)}
+    architecture = (config.get("architectures") or [None])[0]
+    return {"architecture": architecture, "commit": commit, "params": asdict(params)}
