@@ -289,3 +289,35 @@ def test_mixed_precision_keeps_fp32_master_weights(
     assert {str(p.dtype).removeprefix("torch.") for p in trainer.model.parameters()} == {weights}
     state = [s for s in trainer.optimizer.state.values() if "exp_avg" in s]
     assert state and {str(s["exp_avg"].dtype).removeprefix("torch.") for s in state} == {weights}
+
+
+ZERO3_PROBE = """
+import sys
+from pathlib import Path
+from instmix.core.params import parse
+from instmix.train.config import SFTParams
+from instmix.train.sft import build_trainer
+from tests.test_sft import demo_records
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+params = parse(SFTParams, {"global_batch": 4, "max_length": 64, "launcher": "zero3"}, "sft")
+trainer, _ = build_trainer(params, 42, demo_records()[:8], Path(sys.argv[1]), Path(sys.argv[2]))
+weights = list(trainer.model.parameters())
+print("zero3", is_deepspeed_zero3_enabled(), all(hasattr(p, "ds_id") and p.numel() == 0 for p in weights))
+"""
+
+
+def test_zero3_partitions_the_weights_as_they_load(tiny_base: Path, tmp_path: Path) -> None:
+    """Under the zero3 launcher's own accelerate config (one CPU process here; a GPU box runs the
+    same path with NCCL), every weight is already a ZeRO-3 partition once the model is loaded:
+    the training arguments exist before from_pretrained. What needs GPUs: sharding across ranks."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(ZERO3_PROBE)
+    config = REPO / "configs" / "accelerate" / "zero3.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "1"]
+    result = subprocess.run(
+        [*launch, str(probe), str(tiny_base), str(tmp_path / "ckpt")],
+        cwd=REPO, env=stage_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "zero3 True True" in result.stdout, result.stdout[-2000:]
