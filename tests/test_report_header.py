@@ -56,3 +56,23 @@ def test_an_unreadable_artifact_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "data/subsample/p3.metrics.json").write_text("{not json")
     with pytest.raises(StageError, match=r"subsample/p3\.metrics\.json"):
         read_setup(tmp_path / "data", tmp_path / "models/base.metrics.json", "demo")
+
+
+def test_count_at_full_size_and_benchmark_prompts_are_named(tmp_path: Path) -> None:
+    import json
+
+    from instmix.report.runs import read_paper
+    from instmix.report.tables import tables_section
+    from tests.test_report import PAPER_FILE
+
+    write_setup(tmp_path, n=16)
+    fetched = tmp_path / "data/fetched/p3.metrics.json"
+    fetched.write_text(json.dumps(json.loads(fetched.read_text()) | {"benchmark_tasks": ["piqa_x", "race_y"]}))
+    setup = read_setup(tmp_path / "data", tmp_path / "models/base.metrics.json", "demo")
+    mix = {"count": {"records": 48, "params": {"per_type": 16}}, "ACP": {"records": 48}}
+    lines = differences([], setup, ReportParams(), 1, mix)
+    assert any("`count` at mix.per_type = 16" in line and "data-order replicate of ACP" in line for line in lines)
+    assert any(line.startswith("P3 pool includes 2 tasks built from evaluated benchmarks") for line in lines)
+    assert not any("data-order" in line for line in differences([], setup, ReportParams(), 1, mix | {"ACP": {}}))
+    table = tables_section({}, read_paper(PAPER_FILE), ("7b",), benchmark_prompts=True)
+    assert "| P † |" in "\n".join(table) and "| A |" in "\n".join(table)

@@ -27,8 +27,8 @@ END_OF_TEXT = "<|endoftext|>"  # closes every completion in GPT-3 style P3 files
 
 # T0's training mixture (t-zero datasets.csv, do_train == BASE: 38 datasets), in P3's
 # config-name spelling. The T0 paper and model card say "CommonsenseQA"; the t-zero code trains
-# on cos_e (CommonsenseQA with explanations), and P3 has no commonsense_qa task. No evaluated
-# benchmark is in here.
+# on cos_e (CommonsenseQA with explanations): P3's commonsense_qa_* tasks are not in this
+# mixture. No evaluated benchmark is in here.
 T0_TRAIN = (
     "glue_mrpc", "glue_qqp", "paws_labeled_final",
     "kilt_tasks_hotpotqa", "wiki_qa",

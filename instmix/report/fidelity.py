@@ -21,7 +21,6 @@ from instmix.core.params import StageError
 from instmix.core.vocab import SOURCES
 
 SETUP_FILE = Path(__file__).resolve().parents[2] / "assets" / "paper_setup.yaml"
-NOT_STATED = "not stated"
 # Where each stage's recorded params sit in a Run (instmix.report.runs) -> their params.yaml section.
 RUN_SECTIONS = {"sft": "sft", "nlp": "eval.nlp", "code": "eval.code", "answers": "eval.align", "align": "eval.judge"}
 

@@ -138,7 +138,7 @@ def header(
     ]
 
 
-def benchmark_count_note(mix: Mapping[str, Mapping[str, Any]], setup: Setup) -> list[str]:
+def count_replicate_note(mix: Mapping[str, Mapping[str, Any]], setup: Setup) -> list[str]:
     """`count` at the full per-source size holds exactly ACP's records: a data-order replicate."""
     count, acp = mix.get("count", {}), mix.get("ACP", {})
     n = {params_of(m).get("n") for m in setup.subsampled.values() if m}
@@ -173,7 +173,7 @@ def differences(
         out.append("HumanEval completions ran without a sandbox")
     if most_seeds > 1:
         out.append(f"up to {most_seeds} seeds per setting (the paper ran each setting once)")
-    out += benchmark_tasks_note(setup) + benchmark_count_note(mix or {}, setup)
+    out += benchmark_tasks_note(setup) + count_replicate_note(mix or {}, setup)
     return out or ["nothing detected: this run uses the paper's setup"]
 
 
