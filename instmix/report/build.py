@@ -14,6 +14,7 @@ from instmix.core.params import StageError
 from instmix.core.vocab import BASE, SKILLS, SWEEP_SETTINGS, TASKS
 from instmix.report.claims import CURVE_METRICS, DELTA_CLAIMS, claims_json, evaluate_claims
 from instmix.report.header import header, read_setup
+from instmix.report.items import Resampler, by_setting
 from instmix.report.layout import DASH, PLOT_FILES, TABLE1_ROWS, TABLE2_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import Figures
@@ -95,13 +96,15 @@ def build_report(
     sweeps, sweep_notes = {}, {}
     for kind in SWEEP_SETTINGS:
         sweeps[kind], sweep_notes[kind] = sweep_points(kind, settings, mix)  # type: ignore[arg-type]
-    results = evaluate_claims(reps, sweeps["ratio"], paper, params)
+    resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed)
+    results = evaluate_claims(reps, sweeps["ratio"], paper, params, resampler)
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
     marks = {m: r.mark for m, r in zip(CURVE_METRICS, results[len(DELTA_CLAIMS) :], strict=True)}
     figures = make_plots(out, stats, paper, params, sweeps, marks, curves, runs)
 
     lines = header(runs, setup, mix, params) + claims_section(results, params)
-    lines += tables_section(stats, paper, params.sizes, bool((setup.fetched.get("p3") or {}).get("benchmark_tasks")))
+    benchmark_prompts = bool((setup.fetched.get("p3") or {}).get("benchmark_tasks"))
+    lines += tables_section(stats, paper, params.sizes, benchmark_prompts, resampler, params.confidence)
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])

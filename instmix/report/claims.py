@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from instmix.report.items import Resampler
 from instmix.report.layout import DASH, setting_order
 from instmix.report.params import ReportParams
 from instmix.report.stats import Replicates, Values, percentile_interval
@@ -50,7 +51,7 @@ class ClaimResult:
     id: str
     text: str
     measure: str
-    mark: str  # holds | does not hold | within noise | not evaluable | not enough points
+    mark: str  # holds | within noise | reversed | does not hold (no interval) | not evaluable | not enough points
     delta: float | None = None
     interval: tuple[float, float] | None = None
     detail: str = ""
@@ -59,9 +60,30 @@ class ClaimResult:
 
 
 def mark_delta(sign: int, delta: float, interval: tuple[float, float] | None) -> str:
-    if interval is not None and interval[0] <= 0 <= interval[1]:
+    """holds / reversed: the interval excludes 0 on the claimed / the other side; within noise:
+    it contains 0. Without an interval (one seed and no per-item files) only the point speaks."""
+    if interval is None:
+        return "holds" if sign * delta > 0 else "does not hold"
+    if interval[0] <= 0 <= interval[1]:
         return "within noise"
-    return "holds" if sign * delta > 0 else "does not hold"
+    return "holds" if sign * (interval[0] + interval[1]) > 0 else "reversed"
+
+
+class Draws:
+    """Bootstrap draws per (setting, metric): paired over items where every model involved has its
+    per-item files (instmix.report.items), else over seeds only."""
+
+    def __init__(self, reps: Replicates, resampler: Resampler | None, params: ReportParams) -> None:
+        self.seeds = Values(reps, params.bootstrap_samples, params.seed)
+        self.resampler = resampler
+        self.item_level = resampler is not None
+
+    def __call__(self, setting: str, key: str) -> Any:
+        draws = self.resampler(setting, key) if self.resampler is not None else None
+        if draws is None:
+            self.item_level = False
+            return self.seeds(setting, key)
+        return draws
 
 
 def seeds_detail(used: Mapping[str, int]) -> str:
@@ -73,7 +95,9 @@ def seeds_detail(used: Mapping[str, int]) -> str:
     return "seeds per setting: " + ", ".join(f"{s} {used[s]}" for s in sorted(used, key=setting_order))
 
 
-def evaluate_delta_claim(claim: DeltaClaim, reps: Replicates, params: ReportParams) -> ClaimResult:
+def evaluate_delta_claim(
+    claim: DeltaClaim, reps: Replicates, params: ReportParams, resampler: Resampler | None = None
+) -> ClaimResult:
     result = ClaimResult(claim.id, claim.text, claim.measure, "not evaluable", decimals=claim.decimals)
     point = Values(reps)
     delta = float(claim.delta(point))
@@ -81,18 +105,30 @@ def evaluate_delta_claim(claim: DeltaClaim, reps: Replicates, params: ReportPara
         result.detail = "missing: " + ", ".join(point.missing)
         return result
     interval = None
-    if any(n > 1 for n in point.used.values()):
-        draws = claim.delta(Values(reps, params.bootstrap_samples, params.seed))
+    source = Draws(reps, resampler, params)
+    draws = claim.delta(source)
+    if source.item_level or any(n > 1 for n in point.used.values()):
         interval = percentile_interval(draws, params.confidence)
     result.delta, result.interval = delta, interval
     result.mark = mark_delta(claim.sign, delta, interval)
-    result.detail = seeds_detail(point.used)
+    multi_seed = any(n > 1 for n in point.used.values())
+    result.detail = seeds_detail(point.used) + interval_detail(source.item_level, multi_seed, interval)
     if result.mark == "within noise":
         result.detail += "; point estimate " + ("holds" if claim.sign * delta > 0 else "does not hold")
     return result
 
 
-def evaluate_curve_claim(metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams) -> ClaimResult:
+def interval_detail(item_level: bool, multi_seed: bool, interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "; no interval (one seed, no per-item files)"
+    if item_level:
+        return "; paired bootstrap over items" + (" and seeds" if multi_seed else "")
+    return "; bootstrap over seeds"
+
+
+def evaluate_curve_claim(
+    metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams, resampler: Resampler | None = None
+) -> ClaimResult:
     label = CURVE_METRICS[metric]
     result = ClaimResult(
         f"ratio_dips_then_peaks_{metric.replace('@', '')}",
@@ -115,9 +151,9 @@ def evaluate_curve_claim(metric: str, points: Sequence[Point], reps: Replicates,
         shape += f", then down to {ys[-1]:.2f} at {present[-1].x:g}"
     result.detail = f"{shape}; {seeds_detail(point.used)}"
     result.mark = "holds" if holds else "does not hold"
-    if holds and any(n > 1 for n in point.used.values()):
-        boot = Values(reps, params.bootstrap_samples, params.seed)
-        ys_draws = [boot(p.setting, metric) for p in present]
+    boot = Draws(reps, resampler, params)
+    ys_draws = [boot(p.setting, metric) for p in present]
+    if holds and (boot.item_level or any(n > 1 for n in point.used.values())):
         fall = percentile_interval(ys_draws[1] - ys_draws[0], params.confidence)
         rise = percentile_interval(ys_draws[high] - ys_draws[low], params.confidence)
         result.interval = fall
@@ -141,14 +177,19 @@ def paper_delta(claim: DeltaClaim, paper: Mapping[str, Any], size: str) -> str:
 
 
 def evaluate_claims(
-    reps: Replicates, ratio_points: Sequence[Point], paper: Mapping[str, Any], params: ReportParams
+    reps: Replicates,
+    ratio_points: Sequence[Point],
+    paper: Mapping[str, Any],
+    params: ReportParams,
+    resampler: Resampler | None = None,
 ) -> list[ClaimResult]:
+    """`resampler`: paired item-level draws (instmix.report.items); None: over seeds only."""
     results = []
     for claim in DELTA_CLAIMS:
-        result = evaluate_delta_claim(claim, reps, params)
+        result = evaluate_delta_claim(claim, reps, params, resampler)
         result.paper = {size: paper_delta(claim, paper, size) for size in ("7b", "13b")}
         results.append(result)
-    results += [evaluate_curve_claim(metric, ratio_points, reps, params) for metric in CURVE_METRICS]
+    results += [evaluate_curve_claim(metric, ratio_points, reps, params, resampler) for metric in CURVE_METRICS]
     return results
 
 

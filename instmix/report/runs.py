@@ -20,6 +20,7 @@ import yaml
 
 from instmix.core.params import StageError
 from instmix.core.vocab import SKILLS, TASKS, split_model_id
+from instmix.report.items import Items, read_items
 from instmix.report.layout import SIZE_LABEL, setting_order
 
 EVAL_FAMILIES = ("nlp", "code", "align")
@@ -40,6 +41,8 @@ class Run:
     """Evaluation settings for the header: lm-eval version, limit, HumanEval n, judge ..."""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The params each stage used for this model: {"nlp"|"code"|"align"|"answers"|"sft": {...}}."""
+    items: Items = field(default_factory=dict)
+    """Per-item scores from its samples and judgments (instmix.report.items), for paired intervals."""
 
     @property
     def order(self) -> tuple[tuple[int, int, float, str], int]:
@@ -152,6 +155,8 @@ def read_runs(reports: Path, nlp_metric: str) -> dict[str, Run]:
         r = run(path.parent.name)
         r.raw |= flatten({"sft": {k: v for k, v in data.items() if k != "params"}})
         r.params["sft"] = params_of(data)
+    for r in runs.values():
+        r.items = read_items(reports, r.model, nlp_metric)
     return {r.model: r for r in sorted(runs.values(), key=lambda r: r.order)}
 
 

@@ -51,8 +51,9 @@ def bootstrap_means(values: Sequence[float], samples: int, rng: np.random.Genera
 
 
 def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval; NaN draws (a resample without any instance of some FLASK skill) are left out."""
     tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail])
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
     return float(low), float(high)
 
 

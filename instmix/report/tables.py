@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from instmix.core.vocab import BASE_ROW
@@ -18,7 +18,7 @@ from instmix.report.layout import (
 )
 from instmix.report.params import ReportParams
 from instmix.report.runs import Run
-from instmix.report.stats import Stat
+from instmix.report.stats import Stat, percentile_interval
 from instmix.report.sweeps import Point
 
 Stats = Mapping[str, Mapping[str, Stat]]
@@ -70,14 +70,18 @@ def difference(row: float | None, reference: float | None, decimals: int) -> str
 def delta_table(
     rows: Sequence[str], columns: Mapping[str, str], stats: Stats,
     paper: Mapping[str, Mapping[str, Mapping[str, float]]], sizes: Sequence[str], reference: str, decimals: int,
+    draws: Draws | None = None, confidence: float = 0.95,
 ) -> list[str]:  # fmt: skip
-    """Cells `ours (paper)`: differences of means, ours vs the paper's published rows."""
+    """Cells `ours [interval] (paper)`: differences of means with their paired bootstrap interval
+    (`draws`: per-item draws per setting and metric), ours vs the paper's published rows."""
     body = []
     for row in (r for r in rows if r != reference):
         cells = [row]
         for key in columns:
             ours_row, ours_ref = stats.get(row, {}).get(key), stats.get(reference, {}).get(key)
             ours = difference(ours_row.mean if ours_row else None, ours_ref.mean if ours_ref else None, decimals)
+            if ours != DASH and draws is not None:
+                ours += interval_text(draws(row, key), draws(reference, key), decimals, confidence)
             published = [paper.get(size, {}) for size in sizes]
             theirs = [difference(p.get(row, {}).get(key), p.get(reference, {}).get(key), decimals) for p in published]
             cells.append(f"{ours} ({' / '.join(theirs)})")
@@ -85,9 +89,20 @@ def delta_table(
     return markdown_table(["setting", *columns.values()], body)
 
 
+Draws = Callable[[str, str], Any]  # (setting, metric) -> bootstrap draws, or None
+
+
+def interval_text(row: Any, reference: Any, decimals: int, confidence: float) -> str:
+    if row is None or reference is None:
+        return " [no interval]"
+    low, high = percentile_interval(row - reference, confidence)
+    return f" [{low:+.{decimals}f}, {high:+.{decimals}f}]"
+
+
 def table_section(
     table: str, rows: Sequence[str], columns: Mapping[str, str], references: Sequence[str], decimals: int,
     stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], marked: Collection[str] = (),
+    draws: Draws | None = None, confidence: float = 0.95,
 ) -> list[str]:  # fmt: skip
     """One of the paper's tables: this run, the paper's rows per model size, then the deltas."""
     lines = ["**This run** (mean ± std over seeds where a setting has several)", ""]
@@ -99,20 +114,23 @@ def table_section(
         lines += [*paper_table(rows, columns, paper[table][size], decimals), ""]
     names = " / ".join(SIZE_LABEL[s] for s in sizes)
     for reference in references:
-        lines += [f"**Δ vs {reference}**: this run ({names})", ""]
-        lines += [*delta_table(rows, columns, stats, paper[table], sizes, reference, decimals), ""]
+        lines += [f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval] ({names})", ""]
+        lines += [*delta_table(rows, columns, stats, paper[table], sizes, reference, decimals, draws, confidence), ""]
     return lines
 
 
 def tables_section(
-    stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], benchmark_prompts: bool = False
-) -> list[str]:
-    """`benchmark_prompts`: P3 held tasks built from evaluated benchmarks, so every setting with P is marked."""
+    stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], benchmark_prompts: bool = False,
+    draws: Draws | None = None, confidence: float = 0.95,
+) -> list[str]:  # fmt: skip
+    """`benchmark_prompts`: P3 held tasks built from evaluated benchmarks, so every setting with P is
+    marked; `draws`: paired per-item bootstrap draws for the Δ cells' intervals."""
     marked = [r for r in TABLE1_ROWS if "P" in r] if benchmark_prompts else []
+    common = (stats, paper, sizes, marked, draws, confidence)
     lines = ["## Table 1: NLP benchmarks (zero-shot accuracy, %) and HumanEval (pass@k, %)", ""]
-    lines += table_section("table1", TABLE1_ROWS, TABLE1_COLUMNS, (BASE_ROW, "A"), 2, stats, paper, sizes, marked)
+    lines += table_section("table1", TABLE1_ROWS, TABLE1_COLUMNS, (BASE_ROW, "A"), 2, *common)
     lines += ["## Table 2: FLASK alignment skills (1-5 scores x 20)", ""]
-    lines += table_section("table2", TABLE2_ROWS, TABLE2_COLUMNS, ("A",), 1, stats, paper, sizes, marked)
+    lines += table_section("table2", TABLE2_ROWS, TABLE2_COLUMNS, ("A",), 1, *common)
     if "flask_avg" in stats.get(BASE_ROW, {}):
         base = fmt_stat(stats[BASE_ROW]["flask_avg"], 1)
         lines += [f"The base model (`{BASE_ROW}`, not in the paper's Table 2) scores FLASK avg {base}.", ""]

@@ -1,0 +1,102 @@
+"""report.items: per-item evidence, paired and hierarchical bootstrap draws, McNemar, claim marks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instmix.core.files import write_jsonl
+from instmix.core.vocab import SKILLS, TASKS
+from instmix.report.claims import DELTA_CLAIMS, evaluate_delta_claim
+from instmix.report.items import Resampler, mcnemar_exact, read_items
+from instmix.report.params import ReportParams
+from instmix.report.stats import percentile_interval
+
+PARAMS = ReportParams(bootstrap_samples=4000)
+C_RAISES = next(c for c in DELTA_CLAIMS if c.id == "c_raises_alignment")
+
+
+def nlp_items(scores: list[float]) -> dict:
+    return {task: {(task, i): s for i, s in enumerate(scores)} for task in TASKS}
+
+
+def flask_items(scores: np.ndarray) -> dict:
+    """One FLASK instance per row, scored on every skill."""
+    return {"align": {i: dict.fromkeys(SKILLS, float(v)) for i, v in enumerate(scores)}}
+
+
+def test_mcnemar_is_the_exact_binomial_test() -> None:
+    assert mcnemar_exact(8, 2) == pytest.approx(2 * (1 + 10 + 45) / 2**10)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 12) == pytest.approx(2 / 2**12)
+
+
+def test_a_paired_interval_covers_the_planted_delta() -> None:
+    rng = np.random.default_rng(0)
+    first = (rng.random(400) < 0.5).astype(float)
+    second = first.copy()
+    second[np.flatnonzero(first == 0)[:40]] = 1.0  # 40 of 400 documents turned right: +10 pp
+    resampler = Resampler({"A": [nlp_items(list(first))], "P": [nlp_items(list(second))]}, 4000, seed=1)
+    delta = resampler("P", "arc_challenge") - resampler("A", "arc_challenge")
+    low, high = percentile_interval(delta, 0.95)
+    assert low <= 10.0 <= high and low > 0  # covers the truth, excludes 0
+    assert abs(np.mean(delta) - 10.0) < 0.5
+    # Paired: the shared resampling cancels the items both models got right or wrong alike.
+    unpaired = Resampler({"A": [nlp_items(list(first))]}, 4000, seed=2)("A", "arc_challenge")
+    assert np.std(delta) < np.std(unpaired - resampler("A", "arc_challenge"))
+    b, c = int(((second == 1) & (first == 0)).sum()), int(((first == 1) & (second == 0)).sum())
+    assert (b, c) == (40, 0) and mcnemar_exact(b, c) < 1e-10
+
+
+@pytest.mark.parametrize(("effect", "mark"), [(0.4, "holds"), (0.0, "within noise"), (-0.4, "reversed")])
+def test_a_claim_flips_as_the_planted_effect_shrinks_and_turns(effect: float, mark: str) -> None:
+    rng = np.random.default_rng(3)
+    a = rng.uniform(2, 4, size=300)
+    ac = a + effect + rng.normal(0, 0.3, size=300)
+    runs = {"A": [flask_items(a)], "AC": [flask_items(ac)]}
+    reps = {"A": {"flask_avg": [20 * a.mean()]}, "AC": {"flask_avg": [20 * ac.mean()]}}
+    result = evaluate_delta_claim(C_RAISES, reps, PARAMS, Resampler(runs, PARAMS.bootstrap_samples))
+    assert result.mark == mark, (result.delta, result.interval)
+    assert result.interval is not None and "paired bootstrap over items" in result.detail
+
+
+def test_seeds_with_identical_items_add_no_spread() -> None:
+    scores = list((np.random.default_rng(4).random(100) < 0.4).astype(float))
+    one = Resampler({"A": [nlp_items(scores)]}, 2000)("A", "piqa")
+    two = Resampler({"A": [nlp_items(scores), nlp_items(scores)]}, 2000)("A", "piqa")
+    assert np.array_equal(one, two)
+
+
+def test_seeds_resampled_when_items_carry_no_spread() -> None:
+    always, never = nlp_items([1.0] * 50), nlp_items([0.0] * 50)
+    single = Resampler({"A": [always]}, 2000)("A", "piqa")
+    both = Resampler({"A": [always, never]}, 2000)("A", "piqa")
+    assert np.ptp(single) == 0 and set(np.unique(both)) == {0.0, 50.0, 100.0}
+
+
+def test_pass_at_k_and_flask_follow_their_stages(tmp_path: Path) -> None:
+    model = tmp_path / "eval"
+    write_jsonl(model / "code/A-42/samples.jsonl", [
+        {"task_id": f"HumanEval/{p}", "sample": s, "passed": s < p} for p in range(3) for s in range(10)
+    ])  # fmt: skip
+    write_jsonl(model / "align/A-42/judgments.jsonl", [
+        {"idx": 1, "scores": {"Logical Correctness": 4.0, "Readability": 2.0}},
+        {"idx": 2, "scores": {"Logical Correctness": 2.0, "Readability": "N/A"}},
+    ])  # fmt: skip
+    write_jsonl(model / "nlp/A-42/samples.jsonl", [
+        {"task": "mmlu_anatomy", "doc_id": 0, "acc": 1.0}, {"task": "mmlu_nutrition", "doc_id": 0, "acc": 0.0},
+    ])  # fmt: skip
+    items = read_items(tmp_path, "A-42", "acc")
+    assert set(items["mmlu"]) == {("mmlu_anatomy", 0), ("mmlu_nutrition", 0)}  # one unit, pooled
+    resampler = Resampler({"A": [items]}, 3000)
+    pass1 = np.mean(resampler("A", "pass@1"))
+    assert pass1 == pytest.approx(100 * (0 + 0.1 + 0.2) / 3, abs=1.0)
+    exact10 = 100 * sum(1 - math.comb(10 - c, 10) / math.comb(10, 10) if c else 0 for c in (0, 1, 2)) / 3
+    assert np.mean(resampler("A", "pass@10")) == pytest.approx(exact10, abs=3.0)
+    readability = resampler("A", "readability")  # one scored instance (N/A left out, as the judge stage does)
+    assert np.nanmin(readability) == np.nanmax(readability) == 40.0  # NaN: draws without that instance
+    assert resampler("A", "flask_avg") is not None and resampler("A", "mmlu") is not None
+    assert resampler("A", "arc_challenge") is None and resampler("C", "pass@1") is None
