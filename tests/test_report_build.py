@@ -73,7 +73,7 @@ def test_tables_have_the_paper_layout_and_numbers(tmp_path: Path, workdir: Path)
     claims = json.loads((tmp_path / "out/claims.json").read_text())
     assert set(claims["claims"]) >= {"p_best_nlp", "c_raises_alignment"}
     assert claims["params"] == {"paper_size": "both", "nlp_metric": "acc", "bootstrap_samples": 2000,
-                                "confidence": 0.95, "seed": 0}  # fmt: skip
+                                "min_items": 30, "confidence": 0.95, "seed": 0}  # fmt: skip
 
 
 def test_only_the_report_section_is_read_and_the_header_comes_from_artifacts(tmp_path: Path, workdir: Path) -> None:

@@ -63,6 +63,15 @@ def test_a_claim_flips_as_the_planted_effect_shrinks_and_turns(effect: float, ma
     assert result.interval is not None and "paired bootstrap over items" in result.detail
 
 
+def test_a_clear_effect_on_few_items_is_not_a_finding() -> None:
+    a = np.linspace(2, 4, 10)
+    runs = {"A": [flask_items(a)], "AC": [flask_items(a + 0.4)]}
+    reps = {"A": {"flask_avg": [20 * a.mean()]}, "AC": {"flask_avg": [20 * (a.mean() + 0.4)]}}
+    result = evaluate_delta_claim(C_RAISES, reps, PARAMS, Resampler(runs, PARAMS.bootstrap_samples))
+    assert result.mark == "too few items" and result.interval is not None and result.interval[0] > 0
+    assert "only 10 shared items (align) < report.min_items 30 (interval alone: holds)" in result.detail
+
+
 def test_seeds_with_identical_items_add_no_spread() -> None:
     scores = list((np.random.default_rng(4).random(100) < 0.4).astype(float))
     one = Resampler({"A": [nlp_items(scores)]}, 2000)("A", "piqa")

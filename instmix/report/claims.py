@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from instmix.report.items import Resampler
+from instmix.report.items import Resampler, units_of
 from instmix.report.layout import DASH, setting_order
 from instmix.report.params import ReportParams
 from instmix.report.stats import Replicates, Values, percentile_interval
@@ -51,7 +51,7 @@ class ClaimResult:
     id: str
     text: str
     measure: str
-    mark: str  # holds | within noise | reversed | does not hold (no interval) | not evaluable | not enough points
+    mark: str  # holds | within noise | reversed | too few items | does not hold (no interval) | not evaluable | ...
     delta: float | None = None
     interval: tuple[float, float] | None = None
     detail: str = ""
@@ -77,13 +77,23 @@ class Draws:
         self.seeds = Values(reps, params.bootstrap_samples, params.seed)
         self.resampler = resampler
         self.item_level = resampler is not None
+        self.items: dict[str, int] = {}  # item set -> its size, for every metric drawn
 
     def __call__(self, setting: str, key: str) -> Any:
         draws = self.resampler(setting, key) if self.resampler is not None else None
         if draws is None:
             self.item_level = False
             return self.seeds(setting, key)
+        assert self.resampler is not None
+        self.items |= {u: len(self.resampler.common[u]) for u in units_of(key)}
         return draws
+
+    def too_few(self, params: ReportParams) -> str:
+        """'' or why a mark other than within noise is not earned: too few shared items."""
+        if not self.item_level or not self.items:
+            return ""
+        unit, n = min(self.items.items(), key=lambda kv: kv[1])
+        return f"; only {n} shared items ({unit}) < report.min_items {params.min_items}" if n < params.min_items else ""
 
 
 def seeds_detail(used: Mapping[str, int]) -> str:
@@ -113,6 +123,8 @@ def evaluate_delta_claim(
     result.mark = mark_delta(claim.sign, delta, interval)
     multi_seed = any(n > 1 for n in point.used.values())
     result.detail = seeds_detail(point.used) + interval_detail(source.item_level, multi_seed, interval)
+    if result.mark in ("holds", "reversed") and (few := source.too_few(params)):
+        result.mark, result.detail = "too few items", result.detail + few + f" (interval alone: {result.mark})"
     if result.mark == "within noise":
         result.detail += "; point estimate " + ("holds" if claim.sign * delta > 0 else "does not hold")
     return result

@@ -145,6 +145,13 @@ class Resampler:
         return stacked[pick, np.arange(self.draws)].mean(axis=0)
 
 
+def units_of(key: str) -> tuple[str, ...]:
+    """The item sets a metric is computed from."""
+    if key in TASKS:
+        return (key,)
+    return TASKS if key == "nlp_avg" else ("code",) if key in CODE_KEYS else ("align",) if key in ALIGN_KEYS else ()
+
+
 def by_setting(runs: Iterable[Any]) -> dict[str, list[Items]]:
     """{setting: [items of each seed]} for the runs (instmix.report.runs.Run) that have items."""
     out: dict[str, list[Items]] = {}

@@ -20,10 +20,15 @@ class ReportParams:
     """Coverage of the bootstrap percentile interval."""
     seed: int = 0
     """Seed of the bootstrap."""
+    min_items: int = 30
+    """Fewest shared items (documents of a task, problems, FLASK instances) on which a claim can
+    be marked holds or reversed; a percentile bootstrap over fewer understates the noise."""
 
     def __post_init__(self) -> None:
         if self.bootstrap_samples < 100:
             raise ParamsError("bootstrap_samples", self.bootstrap_samples, "an integer >= 100")
+        if self.min_items < 1:
+            raise ParamsError("min_items", self.min_items, "an integer >= 1")
         if not 0.5 <= self.confidence < 1:
             raise ParamsError("confidence", self.confidence, "a number in [0.5, 1)")
 

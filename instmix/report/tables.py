@@ -150,12 +150,16 @@ def claims_section(results: Sequence[ClaimResult], params: ReportParams) -> list
         "",
         *markdown_table(header, rows),
         "",
-        f"A delta claim holds when its delta has the claimed sign. With several seeds the interval is a "
-        f"bootstrap over seeds ({params.bootstrap_samples:,} resamples of each setting's seeds, percentile "
-        f"{conf}); when it contains 0 the claim is marked *within noise*. With one run per setting there is "
-        "no interval (*single run*). *Dips then peaks*: with the ratio points in order, the first step goes "
-        "down (y[1] < y[0], the interval shown is for that fall) and the highest point comes after the "
-        "lowest (a rise back to a peak above the start); it needs at least 3 points.",
+        f"Intervals: a paired bootstrap ({params.bootstrap_samples:,} resamples, percentile {conf}) over the "
+        "items every model shares (NLP documents per task, HumanEval problems, FLASK instances), each metric "
+        "recomputed per resample, the seeds resampled too where a setting has several; a bootstrap over seeds "
+        "where per-item files are missing. A claim *holds* when its interval excludes 0 on the claimed side, "
+        "is *within noise* when it contains 0, *reversed* when it excludes 0 on the other side, and *too few "
+        f"items* when it would hold or be reversed on fewer than {params.min_items} shared items "
+        "(`report.min_items`). Without anything to resample only the point estimate speaks (*holds* / *does "
+        "not hold*, no interval). *Dips then peaks*: with the ratio points in order, the first step goes down "
+        "(y[1] < y[0], the interval shown is for that fall) and the highest point comes after the lowest (a "
+        "rise back to a peak above the start); it needs at least 3 points.",
         "",
     ]
 
