@@ -31,18 +31,24 @@ def test_claims_computed_on_the_paper_tables_all_hold() -> None:
     paper = read_paper(PAPER_FILE)
     results = {r.id: r for r in evaluate_claims(paper_as_ours("7b"), [], paper, PARAMS)}
     expected = {
-        "p_best_nlp": "+1.24",
-        "c_best_code": "+2.74",
-        "p_lowers_alignment": "-2.8",
-        "c_raises_alignment": "+0.6",
-    }
-    for claim in DELTA_CLAIMS:
-        r = results[claim.id]
-        assert f"{r.delta:+.{r.decimals}f}" == expected[claim.id] and r.mark == "holds"
+        "p_best_nlp": "+1.24", "c_best_code": "+2.74", "c_best_code10": "+7.32", "p_lowers_alignment": "-2.4",
+        "c_raises_alignment": "+0.6", "a_best_alignment": "+3.2", "a_best_race": "+1.05",
+        "a_best_hellaswag": "+0.13", "p_best_arc": "+1.79", "p_best_winogrande": "+1.97", "ac_above_c_code": "+1.28",
+    }  # fmt: skip
+    for claim_id, value in expected.items():
+        r = results[claim_id]
+        assert f"{r.delta:+.{r.decimals}f}" == value and r.mark == "holds"
         assert r.detail == "single run; no interval (one seed, no per-item files)"
-        assert r.paper["7b"] == f"{expected[claim.id]} (holds)" and r.interval is None
-    assert results["p_lowers_alignment"].paper["13b"] == "-3.6 (holds)"  # 13B, as the paper says
+        assert r.paper["7b"] == f"{value} (holds)" and r.interval is None
+    assert results["p_lowers_alignment"].paper["13b"] == "-3.8 (holds)"  # 13B, as the paper says
     assert results["c_raises_alignment"].paper["13b"] == "+1.6 (holds)"
+    assert results["ac_above_c_code"].paper["13b"] == "-0.80 (does not hold)"  # "at 7B", the paper says
+    # The paper reports no FLASK scores for the base model: that claim has nothing to compare.
+    assert (
+        results["all_raise_alignment"].mark == "not evaluable"
+        and "none FLASK avg" in results["all_raise_alignment"].detail
+    )
+    assert set(expected) | {"all_raise_alignment"} == {c.id for c in DELTA_CLAIMS}
     assert results["ratio_dips_then_peaks_nlp_avg"].mark == "not enough points"
     summary = claims_json(list(results.values()))["claims"]
     assert summary["p_best_nlp"] == {"holds": True, "evaluable": True, "delta": pytest.approx(1.24)}

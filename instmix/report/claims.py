@@ -25,23 +25,50 @@ class DeltaClaim:
     decimals: int
 
 
+SINGLE = ("A", "C", "P")
+TRAINED = ("A", "C", "P", "AC", "AP", "CP", "ACP")
+
+
+def best_single(source: str, metric: str) -> Callable[[Callable[[str, str], Any]], Any]:
+    """`source` minus the best other single source on `metric`."""
+    a, b = (s for s in SINGLE if s != source)
+    return lambda v: v(source, metric) - np.maximum(v(a, metric), v(b, metric))
+
+
+def lowest_gain(v: Callable[[str, str], Any]) -> Any:
+    """The smallest FLASK gain of any trained setting over the base model."""
+    gains = [v(s, "flask_avg") - v("none", "flask_avg") for s in TRAINED]
+    return np.min(np.stack(np.broadcast_arrays(*gains)), axis=0)
+
+
 DELTA_CLAIMS = (
+    DeltaClaim("p_best_nlp", "P gives the best NLP average among single sources", "P - max(A, C), NLP avg (pp)",
+               +1, best_single("P", "nlp_avg"), 2),
+    DeltaClaim("c_best_code", "C gives the best HumanEval among single sources", "C - max(A, P), pass@1 (pp)",
+               +1, best_single("C", "pass@1"), 2),
+    DeltaClaim("c_best_code10", "C gives the best HumanEval pass@10 among single sources",
+               "C - max(A, P), pass@10 (pp)", +1, best_single("C", "pass@10"), 2),
     DeltaClaim(
-        "p_best_nlp", "P gives the best NLP average among single sources", "P - max(A, C), NLP avg (pp)", +1,
-        lambda v: v("P", "nlp_avg") - np.maximum(v("A", "nlp_avg"), v("C", "nlp_avg")), 2,
+        "p_lowers_alignment", "Adding P lowers alignment", "mean(AP - A, CP - C, ACP - AC), FLASK avg", -1,
+        lambda v: (v("AP", "flask_avg") - v("A", "flask_avg") + v("CP", "flask_avg") - v("C", "flask_avg")
+                   + v("ACP", "flask_avg") - v("AC", "flask_avg")) / 3, 1,
     ),
-    DeltaClaim(
-        "c_best_code", "C gives the best HumanEval among single sources", "C - max(A, P), pass@1 (pp)", +1,
-        lambda v: v("C", "pass@1") - np.maximum(v("A", "pass@1"), v("P", "pass@1")), 2,
-    ),
-    DeltaClaim(
-        "p_lowers_alignment", "Adding P lowers alignment", "mean(AP - A, CP - C), FLASK avg", -1,
-        lambda v: (v("AP", "flask_avg") - v("A", "flask_avg") + v("CP", "flask_avg") - v("C", "flask_avg")) / 2, 1,
-    ),
-    DeltaClaim(
-        "c_raises_alignment", "Adding C to A raises alignment", "AC - A, FLASK avg", +1,
-        lambda v: v("AC", "flask_avg") - v("A", "flask_avg"), 1,
-    ),
+    DeltaClaim("c_raises_alignment", "Adding C to A raises alignment", "AC - A, FLASK avg", +1,
+               lambda v: v("AC", "flask_avg") - v("A", "flask_avg"), 1),
+    DeltaClaim("a_best_alignment", "A gives the best alignment among single sources", "A - max(C, P), FLASK avg",
+               +1, best_single("A", "flask_avg"), 1),
+    DeltaClaim("a_best_race", "A is the best single source on RACE", "A - max(C, P), RACE (pp)", +1,
+               best_single("A", "race"), 2),
+    DeltaClaim("a_best_hellaswag", "A is the best single source on HellaSwag", "A - max(C, P), HellaSwag (pp)",
+               +1, best_single("A", "hellaswag"), 2),
+    DeltaClaim("p_best_arc", "P is the best single source on ARC", "P - max(A, C), ARC (pp)", +1,
+               best_single("P", "arc_challenge"), 2),
+    DeltaClaim("p_best_winogrande", "P is the best single source on Winogrande", "P - max(A, C), Winogrande (pp)",
+               +1, best_single("P", "winogrande"), 2),
+    DeltaClaim("ac_above_c_code", "AC is above C on code (the paper: at 7B)", "AC - C, pass@1 (pp)", +1,
+               lambda v: v("AC", "pass@1") - v("C", "pass@1"), 2),
+    DeltaClaim("all_raise_alignment", "Every instruction type improves alignment over the base model",
+               "min over A ... ACP of (setting - none), FLASK avg", +1, lowest_gain, 1),
 )  # fmt: skip
 CURVE_METRICS = {"nlp_avg": "NLP avg", "pass@1": "HumanEval pass@1"}
 
