@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,7 +162,7 @@ def evaluate(
             limit=params.limit,
             task_manager=task_manager(configs, Path(folder)),
             apply_chat_template=False,  # the paper scores the bare prompt
-            bootstrap_iters=0,  # no stderr is reported; acc is a plain mean
+            bootstrap_iters=1000,  # acc's stderr is closed-form (lm-eval bootstraps only other metrics)
             log_samples=True,
         )
     if results is None:
@@ -175,6 +176,9 @@ def summarise(params: NLPParams, results: dict[str, Any]) -> dict[str, Any]:
     for task in params.tasks:
         scores = results["results"][task]
         nlp[task] = {m: scores[f"{m},none"] for m in METRICS if f"{m},none" in scores}
+        # The harness's own standard error of each metric (item sampling), kept beside it.
+        stderr = {m: scores.get(f"{m}_stderr,none") for m in nlp[task]}
+        nlp[task] |= {f"{m}_stderr": e for m, e in stderr.items() if isinstance(e, float) and math.isfinite(e)}
         members = [t for t in counts if t == task or (task == "mmlu" and t.startswith("mmlu_"))]
         nlp[task]["n"] = sum(counts[t] for t in members)
     nlp["avg"] = sum(nlp[t]["acc"] for t in params.tasks) / len(params.tasks)
