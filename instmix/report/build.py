@@ -22,7 +22,14 @@ from instmix.report.plots import make_plots
 from instmix.report.runs import Run, read_loss_curve, read_mix, read_paper, read_runs
 from instmix.report.stats import Stat, replicates, stats_of
 from instmix.report.sweeps import sweep_points
-from instmix.report.tables import claims_section, csv_rows, sweep_section, tables_section, training_section
+from instmix.report.tables import (
+    claims_section,
+    csv_rows,
+    factorial_section,
+    sweep_section,
+    tables_section,
+    training_section,
+)
 
 PLOT_TITLES = {
     "benchmarks.png": "Table 1 benchmarks by setting", "ratio_sweep.png": "ratio sweep",
@@ -105,6 +112,7 @@ def build_report(
     lines = header(runs, setup, mix, params) + claims_section(results, params)
     benchmark_prompts = bool((setup.fetched.get("p3") or {}).get("benchmark_tasks"))
     lines += tables_section(stats, paper, params.sizes, benchmark_prompts, resampler, params.confidence)
+    lines += factorial_section(stats, resampler, params.confidence)
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])

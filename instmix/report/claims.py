@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from instmix.core.vocab import TABLE_SETTINGS
 from instmix.report.items import Resampler, units_of
 from instmix.report.layout import DASH, setting_order
 from instmix.report.params import ReportParams
@@ -26,7 +27,7 @@ class DeltaClaim:
 
 
 SINGLE = ("A", "C", "P")
-TRAINED = ("A", "C", "P", "AC", "AP", "CP", "ACP")
+TRAINED = TABLE_SETTINGS
 
 
 def best_single(source: str, metric: str) -> Callable[[Callable[[str, str], Any]], Any]:
