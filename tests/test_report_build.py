@@ -128,7 +128,8 @@ def test_claim_marks_follow_the_table(tmp_path: Path, workdir: Path) -> None:
     rows = claim_rows(run_report(tmp_path / "holds", workdir)[0])
     marks = {k: r[6] for k, r in rows.items()}
     for claim in ("P gives the best NLP average among single sources",
-                  "C gives the best HumanEval among single sources", "Adding P lowers alignment", "Adding C to A raises alignment",
+                  "C gives the best HumanEval among single sources", "Adding P lowers alignment",
+                  "Adding C to A raises alignment",
                   "A gives the best alignment among single sources",
                   "NLP avg first dips, then peaks as the specialised/general ratio grows"):  # fmt: skip
         assert marks[claim] == "**holds**", (claim, rows[claim])
