@@ -9,8 +9,8 @@ shared by every model, and a metric is recomputed from it exactly as its stage c
 over the instances annotated with it, the average over the 8 skills). With several seeds of a
 setting, each draw also resamples its seeds (hierarchical: seeds, then items).
 
-A resample is a row of multinomial counts over the items, so a metric's draws are one matrix
-product (B x items) @ (items,), not a Python loop.
+A resample is a row of counts over the items, so every model's draws in one item set are one
+matrix product (draws x items) @ (items x models), computed in chunks of draws.
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ class Resampler:
     """{setting: [the Items of each seed's model]}."""
     draws: int
     seed: int = 0
+    chunk: int = 500
+    """Draws resampled at a time (bounds memory: chunk x items counts)."""
     common: dict[str, list[Any]] = field(init=False)
-    weights: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    sums: dict[str, tuple[np.ndarray, dict[tuple[str, int, str], int]]] = field(init=False, default_factory=dict)
     cache: dict[tuple[str, str], np.ndarray | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,52 +82,83 @@ class Resampler:
                 units[unit] = set(values) if units.get(unit) is None else units[unit] & set(values)  # type: ignore[operator]
         self.common = {unit: sorted(ids, key=repr) for unit, ids in units.items() if ids}
 
-    def counts(self, unit: str) -> np.ndarray:
-        """(draws, items) multinomial counts: one resampling of the unit's items, shared by all runs."""
-        if unit not in self.weights:
-            n = len(self.common[unit])
-            rng = np.random.default_rng([self.seed, zlib.crc32(unit.encode())])
-            self.weights[unit] = rng.multinomial(n, np.full(n, 1 / n), size=self.draws).astype(float)
-        return self.weights[unit]
+    def columns(self, unit: str, values: Mapping[Any, Any]) -> Iterable[tuple[str, list[float]]]:
+        """A model's per-item vectors in one unit: what its metrics are sums of."""
+        ids = self.common[unit]
+        if unit == "code":
+            for k in (1, 10):
+                if all(len(values[i]) >= k for i in ids):
+                    yield f"pass@{k}", [pass_at_k(len(values[i]), sum(values[i]), k) for i in ids]
+        elif unit == "align":
+            for skill in SKILLS:
+                scores = [values[i].get(skill) for i in ids]
+                if any(v is not None for v in scores):
+                    yield f"sum:{skill}", [0.0 if v is None else v for v in scores]
+                    yield f"count:{skill}", [0.0 if v is None else 1.0 for v in scores]
+        else:
+            yield "score", [values[i] for i in ids]
 
-    def per_model(self, items: Items, key: str) -> np.ndarray | None:
+    def unit_sums(self, unit: str) -> tuple[np.ndarray, dict[tuple[str, int, str], int]]:
+        """(draws, columns) resampled sums of every model's vectors in `unit`, and the column index.
+        One resampling of the unit's items per draw, shared by every model: that is the pairing."""
+        if unit not in self.sums:
+            index: dict[tuple[str, int, str], int] = {}
+            vectors = []
+            for setting, seeds in self.runs.items():
+                for i, items in enumerate(seeds):
+                    for name, vector in self.columns(unit, items[unit]) if unit in items else ():
+                        index[setting, i, name] = len(vectors)
+                        vectors.append(vector)
+            matrix = np.array(vectors, dtype=float).T  # (items, columns)
+            n = matrix.shape[0]
+            rng = np.random.default_rng([self.seed, zlib.crc32(unit.encode())])
+            out = np.empty((self.draws, matrix.shape[1]))
+            for start in range(0, self.draws, self.chunk):
+                rows = min(self.chunk, self.draws - start)
+                picks = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+                counts = np.bincount(picks.ravel(), minlength=rows * n).reshape(rows, n).astype(float)
+                out[start : start + rows] = counts @ matrix
+            self.sums[unit] = (out, index)
+        return self.sums[unit]
+
+    def column(self, unit: str, setting: str, seed: int, name: str) -> np.ndarray | None:
+        """Resampled means of one model's vector, or None when it lacks it."""
+        if unit not in self.common:
+            return None
+        sums, index = self.unit_sums(unit)
+        j = index.get((setting, seed, name))
+        return None if j is None else sums[:, j] / len(self.common[unit])
+
+    def per_model(self, setting: str, seed: int, key: str) -> np.ndarray | None:
         """Draws of `key` for one model, or None when it lacks the items."""
         if key in TASKS:
-            draws = self.mean_of(items, key, lambda v: v)
+            draws = self.column(key, setting, seed, "score")
             return None if draws is None else draws * 100
         if key == "nlp_avg":
-            tasks = [self.per_model(items, t) for t in TASKS]
+            tasks = [self.per_model(setting, seed, t) for t in TASKS]
             return None if any(t is None for t in tasks) else np.mean(tasks, axis=0)
         if key in CODE_KEYS:
-            k = int(key.split("@")[1])
-            if "code" not in items or any(len(v) < k for v in items["code"].values()):
-                return None
-            draws = self.mean_of(items, "code", lambda v: pass_at_k(len(v), sum(v), k))
+            draws = self.column("code", setting, seed, key)
             return None if draws is None else draws * 100
         if key in ALIGN_KEYS:
-            return self.flask(items, key)
+            return self.flask(setting, seed, key)
         return None
 
-    def mean_of(self, items: Items, unit: str, score: Any) -> np.ndarray | None:
-        if unit not in items or unit not in self.common:
+    def flask(self, setting: str, seed: int, key: str) -> np.ndarray | None:
+        """A skill: the mean over the resampled instances scored on it, x 20; the avg: over the skills scored."""
+        skills = [key] if key != "flask_avg" else list(SKILLS)
+        per_skill = []
+        for skill in skills:
+            total, count = (
+                self.column("align", setting, seed, f"sum:{skill}"),
+                self.column("align", setting, seed, f"count:{skill}"),
+            )
+            if total is not None and count is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    per_skill.append(total / count * 20)
+        if not per_skill:
             return None
-        values = np.array([score(items[unit][i]) for i in self.common[unit]])
-        return self.counts(unit) @ values / len(values)
-
-    def flask(self, items: Items, key: str) -> np.ndarray | None:
-        """A skill: the mean over the resampled instances scored on it, x 20; the avg: over the 8."""
-        if "align" not in items or "align" not in self.common:
-            return None
-        ids = self.common["align"]
-        scores = np.array([[items["align"][i].get(s, np.nan) for s in SKILLS] for i in ids])
-        mask = ~np.isnan(scores)
-        counts = self.counts("align")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_skill = (counts @ np.where(mask, scores, 0.0)) / (counts @ mask) * 20  # (draws, 8)
-        if key != "flask_avg":
-            return per_skill[:, SKILLS.index(key)]
-        scored = mask.any(axis=0)
-        return per_skill[:, scored].mean(axis=1) if scored.any() else None
+        return per_skill[0] if key != "flask_avg" else np.mean(per_skill, axis=0)
 
     def __call__(self, setting: str, key: str) -> np.ndarray | None:
         """Draws of a setting's mean over seeds: seeds resampled per draw, items shared."""
@@ -134,7 +167,9 @@ class Resampler:
         return self.cache[setting, key]
 
     def draw(self, setting: str, key: str) -> np.ndarray | None:
-        seeds = [d for items in self.runs.get(setting, []) if (d := self.per_model(items, key)) is not None]
+        seeds = [
+            d for i in range(len(self.runs.get(setting, []))) if (d := self.per_model(setting, i, key)) is not None
+        ]
         if not seeds or len(seeds) != len(self.runs[setting]):
             return None
         stacked = np.stack(seeds)  # (seeds, draws)
