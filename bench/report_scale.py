@@ -37,12 +37,12 @@ MODELS = ["base", *(f"{s}-42" for s in SETTINGS), *(f"{s}-7" for s in ("A", "C",
 
 
 def write_model(reports: Path, model: str, rng: np.random.Generator) -> None:
-    skill = rng.uniform(-0.05, 0.05)
+    skill = float(rng.uniform(-0.05, 0.05))
     nlp_rows, nlp = [], {}
     for task, n in SIZES.items():
         acc = (rng.random(n) < 0.5 + skill).astype(float)
         subjects = [f"mmlu_s{i % 57}" for i in range(n)] if task == "mmlu" else [task] * n
-        nlp_rows += [{"task": t, "doc_id": i, "acc": a} for i, (t, a) in enumerate(zip(subjects, acc, strict=True))]
+        nlp_rows += [{"task": t, "doc_id": i, "acc": float(a)} for i, (t, a) in enumerate(zip(subjects, acc, strict=True))]
         nlp[task] = {"acc": float(acc.mean()), "n": n}
     nlp["avg"] = float(np.mean([nlp[t]["acc"] for t in SIZES]))
     write_jsonl(reports / "eval/nlp" / model / "samples.jsonl", nlp_rows)
