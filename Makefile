@@ -39,3 +39,5 @@ bench: install
 	python bench/sft_packing.py
 	python bench/generation.py
 	python bench/decontam.py
+	python bench/report_scale.py
+	python bench/steps_per_epoch.py
