@@ -42,7 +42,8 @@ def write_model(reports: Path, model: str, rng: np.random.Generator) -> None:
     for task, n in SIZES.items():
         acc = (rng.random(n) < 0.5 + skill).astype(float)
         subjects = [f"mmlu_s{i % 57}" for i in range(n)] if task == "mmlu" else [task] * n
-        nlp_rows += [{"task": t, "doc_id": i, "acc": float(a)} for i, (t, a) in enumerate(zip(subjects, acc, strict=True))]
+        pairs = enumerate(zip(subjects, acc.tolist(), strict=True))
+        nlp_rows += [{"task": t, "doc_id": i, "acc": a} for i, (t, a) in pairs]
         nlp[task] = {"acc": float(acc.mean()), "n": n}
     nlp["avg"] = float(np.mean([nlp[t]["acc"] for t in SIZES]))
     write_jsonl(reports / "eval/nlp" / model / "samples.jsonl", nlp_rows)
