@@ -109,3 +109,9 @@ def test_pass_at_k_and_flask_follow_their_stages(tmp_path: Path) -> None:
     assert np.nanmin(readability) == np.nanmax(readability) == 40.0  # NaN: draws without that instance
     assert resampler("A", "flask_avg") is not None and resampler("A", "mmlu") is not None
     assert resampler("A", "arc_challenge") is None and resampler("C", "pass@1") is None
+
+
+def test_the_nlp_average_is_over_the_tasks_evaluated() -> None:
+    two = {t: {(t, i): float(i % 2) for i in range(40)} for t in ("arc_challenge", "winogrande")}  # eval.nlp.tasks
+    draws = Resampler({"A": [two]}, 2000)("A", "nlp_avg")
+    assert draws is not None and abs(np.mean(draws) - 50.0) < 2.0

@@ -26,7 +26,7 @@ class DeltaClaim:
     decimals: int
 
 
-SINGLE = ("A", "C", "P")
+SINGLE = TABLE_SETTINGS[:3]  # A, C, P
 TRAINED = TABLE_SETTINGS
 
 
@@ -113,7 +113,8 @@ class Draws:
             self.item_level = False
             return self.seeds(setting, key)
         assert self.resampler is not None
-        self.items |= {u: len(self.resampler.common[u]) for u in units_of(key)}
+        common = self.resampler.common
+        self.items |= {u: len(common[u]) for u in units_of(key) if u in common}
         return draws
 
     def too_few(self, params: ReportParams) -> str:

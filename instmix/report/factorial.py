@@ -17,9 +17,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from instmix.core.vocab import BASE_ROW
+from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS
 
-FACTORS = ("A", "C", "P")
+FACTORS = TABLE_SETTINGS[:3]  # A, C, P: the single sources
 TERMS = tuple(
     "x".join(t) for r in (1, 2, 3) for t in itertools.combinations(FACTORS, r)
 )  # A, C, P, AxC, AxP, CxP, AxCxP

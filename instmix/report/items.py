@@ -31,7 +31,6 @@ from instmix.core.vocab import SKILLS, TASKS
 Items = dict[str, dict[Any, Any]]
 """{unit: {item id: value}}: unit is an NLP task, "code" or "align"; value a score, a list of
 booleans (HumanEval samples) or {skill: score} (FLASK)."""
-NLP_KEYS = (*TASKS, "nlp_avg")
 CODE_KEYS = ("pass@1", "pass@10")
 ALIGN_KEYS = (*SKILLS, "flask_avg")
 
@@ -134,9 +133,9 @@ class Resampler:
         if key in TASKS:
             draws = self.column(key, setting, seed, "score")
             return None if draws is None else draws * 100
-        if key == "nlp_avg":
-            tasks = [self.per_model(setting, seed, t) for t in TASKS]
-            return None if any(t is None for t in tasks) else np.mean(tasks, axis=0)
+        if key == "nlp_avg":  # over the tasks evaluated (eval.nlp.tasks), as eval_nlp's avg
+            tasks = [self.per_model(setting, seed, t) for t in TASKS if t in self.common]
+            return None if not tasks or any(t is None for t in tasks) else np.mean(tasks, axis=0)
         if key in CODE_KEYS:
             draws = self.column("code", setting, seed, key)
             return None if draws is None else draws * 100
