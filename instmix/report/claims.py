@@ -108,14 +108,12 @@ class Draws:
         self.items: dict[str, int] = {}  # item set -> its size, for every metric drawn
 
     def __call__(self, setting: str, key: str) -> Any:
-        draws = self.resampler(setting, key) if self.resampler is not None else None
-        if draws is None:
-            self.item_level = False
-            return self.seeds(setting, key)
-        assert self.resampler is not None
-        common = self.resampler.common
-        self.items |= {u: len(common[u]) for u in units_of(key) if u in common}
-        return draws
+        if self.resampler is not None and (draws := self.resampler(setting, key)) is not None:
+            common = self.resampler.common
+            self.items |= {u: len(common[u]) for u in units_of(key) if u in common}
+            return draws
+        self.item_level = False
+        return self.seeds(setting, key)
 
     def too_few(self, params: ReportParams) -> str:
         """'' or why a mark other than within noise is not earned: too few shared items."""
@@ -144,13 +142,14 @@ def evaluate_delta_claim(
         result.detail = "missing: " + ", ".join(point.missing)
         return result
     interval = None
+    multi_seed = any(n > 1 for n in point.used.values())
     source = Draws(reps, resampler, params)
-    draws = claim.delta(source)
-    if source.item_level or any(n > 1 for n in point.used.values()):
-        interval = percentile_interval(draws, params.confidence)
+    if resampler is not None or multi_seed:  # else there is nothing to resample
+        draws = claim.delta(source)
+        if source.item_level or multi_seed:
+            interval = percentile_interval(draws, params.confidence)
     result.delta, result.interval = delta, interval
     result.mark = mark_delta(claim.sign, delta, interval)
-    multi_seed = any(n > 1 for n in point.used.values())
     result.detail = seeds_detail(point.used) + interval_detail(source.item_level, multi_seed, interval)
     if result.mark in ("holds", "reversed") and (few := source.too_few(params)):
         result.mark, result.detail = "too few items", result.detail + few + f" (interval alone: {result.mark})"
@@ -193,7 +192,7 @@ def evaluate_curve_claim(
     result.detail = f"{shape}; {seeds_detail(point.used)}"
     result.mark = "holds" if holds else "does not hold"
     boot = Draws(reps, resampler, params)
-    ys_draws = [boot(p.setting, metric) for p in present]
+    ys_draws = [boot(p.setting, metric) for p in present] if holds else []
     if holds and (boot.item_level or any(n > 1 for n in point.used.values())):
         fall = percentile_interval(ys_draws[1] - ys_draws[0], params.confidence)
         rise = percentile_interval(ys_draws[high] - ys_draws[low], params.confidence)
