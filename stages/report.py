@@ -3,11 +3,11 @@
     python -m stages.report <data dir> <reports dir> <base metrics> <paper results> <paper setup> <out dir>
         --profile NAME
 
-Reads `report` and the study's `seeds` (refused when empty: it would train no model; the report
-does not read the seeds' values otherwise); everything else comes from the artifacts, whose
-metrics files record the params each stage used; <paper setup> is the fidelity table's items
-(assets/paper_setup.yaml). Writes <out dir>/results.md, results.csv,
-claims.json and plots/*.png.
+Reads `report`, and the study's `seeds` and `settings` only to refuse what would train no model
+or a model no stage builds (an empty or repeated list, an unknown setting); everything else
+comes from the artifacts, whose metrics files record the params each stage used; <paper setup>
+is the fidelity table's items (assets/paper_setup.yaml). Writes <out dir>/results.md,
+results.csv, claims.json and plots/*.png.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from instmix.core.params import ParamsError, StageError, cli, load, parse, read_section
+from instmix.core.vocab import SETTINGS
 from instmix.report.build import build_report
 from instmix.report.params import ReportParams
 
@@ -31,6 +32,9 @@ def main(argv: list[str]) -> None:
     params = load(ReportParams, "report")
     if not parse(list[int], read_section("seeds"), "seeds"):
         raise ParamsError("seeds", [], "at least one training seed, e.g. [42] (an empty list trains no model)")
+    settings = parse(list[str], read_section("settings"), "settings")
+    if not settings or len(set(settings)) < len(settings) or not set(settings) <= set(SETTINGS):
+        raise ParamsError("settings", settings, f"a non-empty list of distinct settings from {', '.join(SETTINGS)}")
     for path, what in ((paper_file, "the paper's published numbers"), (setup_file, "the paper's setup")):
         if not path.is_file():
             raise StageError(f"{path}: no such file ({what})")

@@ -72,6 +72,13 @@ def test_count_takes_per_type_of_each_and_refuses_more_than_the_sample() -> None
         mix("count", samples(), MixParams(per_type=N + 1))
 
 
+def test_the_digest_tells_a_reordered_mixture_from_a_new_one() -> None:
+    acp, acp_metrics = mix("ACP", samples(), MixParams())
+    count, count_metrics = mix("count", samples(), MixParams(per_type=N))  # every record: ACP reordered
+    assert count != acp and count_metrics["records_digest"] == acp_metrics["records_digest"]
+    assert mix("count", samples(), MixParams(per_type=N - 1))[1]["records_digest"] != acp_metrics["records_digest"]
+
+
 @pytest.mark.parametrize(
     ("sweep_id", "params"), [("ratio-0.5", MixParams(ratio=0.5)), ("count-4", MixParams(per_type=4))]
 )

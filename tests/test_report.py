@@ -15,7 +15,7 @@ import yaml
 
 from instmix.core.files import write_json
 from instmix.core.params import ParamsError, parse
-from instmix.core.vocab import BASE, BASE_ROW, LETTERS, SKILLS, SOURCES, TABLE_SETTINGS, TASKS, model_id
+from instmix.core.vocab import BASE, BASE_ROW, LETTERS, SETTINGS, SKILLS, SOURCES, TABLE_SETTINGS, TASKS, model_id
 from instmix.report.layout import TABLE1_ROWS
 from instmix.report.params import ReportParams
 from tests.conftest import REPO, run_stage
@@ -147,9 +147,12 @@ def build_fixture(root: Path, seeds: Iterable[int] = (42,), sweeps: bool = True)
     return root
 
 
-def report_workdir(workdir: Path, seeds: list[int] | None = None, **report: object) -> Path:
-    """A cwd whose params.yaml holds only the `report` section and the `seeds` list: all the report reads."""
+def report_workdir(
+    workdir: Path, seeds: list[int] | None = None, settings: list[str] | None = None, **report: object
+) -> Path:
+    """A cwd whose params.yaml holds only `report`, `seeds` and `settings`: all the report reads."""
     params = {"report": {"bootstrap_samples": 2000, **report}, "seeds": [42] if seeds is None else seeds}
+    params["settings"] = list(SETTINGS) if settings is None else settings
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return workdir
 

@@ -91,6 +91,13 @@ def test_sweep_points_use_mix_metrics_and_table_anchors() -> None:
     assert any("ratio-x: no `ratio`" in n for n in notes)
     points, _ = sweep_points("count", settings, mix)
     assert [(p.x, p.setting) for p in points] == [(0.0, BASE_ROW), (4.0, "count-4"), (16.0, "ACP")]
+    mix |= {"count": {"per_type": 16, "records_digest": "d1"}, "ACP": {**mix["ACP"], "records_digest": "d1"}}
+    points, notes = sweep_points("count", settings | {"count"}, mix)
+    assert (16.0, "count") in [(p.x, p.setting) for p in points]
+    assert notes == [
+        "count holds exactly ACP's records in another order: a data-order replicate of ACP, not a new mixture"
+        " (leave it out of `settings` to save its training and evaluation)"
+    ]
     two = [Point(0.0, "A", "anchor: A"), Point(1.0, "ratio", "sweep")]
     result = evaluate_curve_claim("nlp_avg", two, {"A": {"nlp_avg": [1.0]}, "ratio": {"nlp_avg": [0.5]}}, PARAMS)
     assert result.mark == "not enough points"

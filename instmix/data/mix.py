@@ -14,6 +14,7 @@ Every mixture is shuffled with mix.seed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -110,6 +111,7 @@ def mix(setting: str, samples: dict[str, list[Record]], params: MixParams) -> tu
         "records": len(mixture),
         "records_per_source": count_by(mixture, "source"),
         "records_per_task": count_by((r for r in mixture if r["task"] is not None), "task"),
+        "records_digest": records_digest(mixture),
         "lengths": length_stats(mixture),
         "params": {"seed": params.seed},  # the only mix param every setting reads; the x below
     }
@@ -118,6 +120,11 @@ def mix(setting: str, samples: dict[str, list[Record]], params: MixParams) -> tu
         metrics["ratio" if kind == "ratio" else "per_type"] = x
         metrics["params"]["ratio" if kind == "ratio" else "per_type"] = x
     return mixture, metrics
+
+
+def records_digest(records: list[Record]) -> str:
+    """Which records, ignoring their order: two mixtures with one digest differ only in order."""
+    return hashlib.sha256("\n".join(sorted(r["id"] for r in records)).encode()).hexdigest()[:16]
 
 
 def needed_sources(setting: str) -> list[str]:

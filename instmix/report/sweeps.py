@@ -51,6 +51,13 @@ def sweep_points(
     for x, setting in anchors:
         if x is not None and setting in settings and x not in points:
             points[x] = Point(x, setting, f"anchor: {setting}")
+    digest = mix.get("ACP", {}).get("records_digest")
+    for setting in named:
+        if digest is not None and mix.get(setting, {}).get("records_digest") == digest:
+            notes.append(
+                f"{setting} holds exactly ACP's records in another order: a data-order replicate of ACP, not a"
+                " new mixture (leave it out of `settings` to save its training and evaluation)"
+            )
     return [points[x] for x in sorted(points)], notes
 
 
