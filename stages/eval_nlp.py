@@ -2,8 +2,8 @@
 
     python -m stages.eval_nlp <model dir> <benchmarks dir> <out dir>
 
-Reads `eval.nlp`. Writes <out dir>/metrics.json (scores, the lm-eval version, the params used)
-and <out dir>/samples.jsonl (one row per scored document).
+Reads `eval.nlp`. Writes <out dir>/metrics.json (scores, the lm-eval version, the hub commit of
+each pinned task, the params used) and <out dir>/samples.jsonl (one row per scored document).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ def main(argv: list[str]) -> None:
     params = load(NLPParams, "eval.nlp")
     if not (model_dir / "config.json").exists():
         raise StageError(f"{model_dir} is not a model directory (no config.json); run the base or sft stage first")
-    if not any(source_of(benchmarks, task) for task in params.tasks):
+    pins = {task: pin for task in params.tasks if (pin := source_of(benchmarks, task))}
+    if not pins:
         hub.go_offline()  # every row is local and so is the model
     metrics, samples = evaluate(params, model_dir, benchmarks, resolve_device(params.device))
+    metrics["hub"] = pins  # the repo and commit each hub task read
     write_jsonl(out / "samples.jsonl", samples)
     write_json(out / "metrics.json", metrics)
     scores = ", ".join(f"{t} {metrics['nlp'][t]['acc']:.3f}" for t in params.tasks)

@@ -151,11 +151,12 @@ def test_hellaswag_text_dump_and_context_split(bench_dir: Path) -> None:
 
 
 def test_a_hub_pin_is_recorded_not_converted(bench_dir: Path) -> None:
-    from tests.conftest import REPO
-
-    out = convert(bench_dir, {"race": REPO / "assets/hub/benchmarks/race.hub.yaml"})
-    assert json.loads((out / "race/hub.json").read_text()) == {"repo": "EleutherAI/race", "revision": "main"}
-    assert metrics_of(out, "race") == {"source": "hub", "repo": "EleutherAI/race", "revision": "main"}
+    """A commit pin needs no hub; a branch is resolved over HTTP (tests/test_pipeline_hub.py)."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    (bench_dir / "race.hub.yaml").write_text(f"repo: EleutherAI/race\nrevision: '{sha}'\n")
+    out = convert(bench_dir, {"race": bench_dir / "race.hub.yaml"})
+    assert json.loads((out / "race/hub.json").read_text()) == {"repo": "EleutherAI/race", "revision": sha}
+    assert metrics_of(out, "race") == {"source": "hub", "repo": "EleutherAI/race", "revision": sha, "commit": sha}
 
 
 # ---------------------------------------------------------------------------- bad sources

@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import threading
 from collections.abc import Callable, Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from instmix.align.flask import (
 )
 from instmix.core.params import ParamsError, StageError, parse
 from tests.conftest import DEMO, REPO, run_stage, set_params
+from tests.local_hub import serve_files
 
 FLASK_DEMO = DEMO / "flask"
 REVISION = "3b4e22bc34aa9dc15ea0c51be3cbf5f3c8b1b5e5"
@@ -117,20 +116,6 @@ def test_readers_need_the_stage_output(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- pin mode
 
 
-def serve(root: Path, seen: list[str]) -> ThreadingHTTPServer:
-    class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def github(tmp_path: Path) -> Iterator[Callable[[Path, dict[str, str]], tuple[str, list[str]]]]:
     """A local stand-in for the raw-file host: <root>/kaistAI/FLASK/<commit>/<FLASK's layout>."""
@@ -143,7 +128,7 @@ def github(tmp_path: Path) -> Iterator[Callable[[Path, dict[str, str]], tuple[st
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(files / name, target)
         seen: list[str] = []
-        servers.append(serve(root, seen))
+        servers.append(serve_files(root, seen))
         return f"http://127.0.0.1:{servers[-1].server_address[1]}/kaistAI/FLASK", seen
 
     yield start

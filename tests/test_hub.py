@@ -3,21 +3,16 @@ look-alike repos in the hub's layouts. Fetch, the base model, failures and `stag
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import DEMO, run_stage, set_params
-from tests.local_hub import LocalHub, free_port
+from tests.local_hub import TINY_MODEL, LocalHub, add_sources, add_tiny_model, free_port
 
-TINY_MODEL = "instmix-test/tiny-llama"
-ALPACA_FILE = "train-00000-of-00001-a09b74b3ef9c3b56.parquet"  # the hub's own name
 TOKEN = "hf_instmixTestTokenNeverWritten"  # sent to the server; must reach no output, metric or log
 
 
@@ -28,37 +23,11 @@ def assert_no_token(root: Path, *outputs: str) -> None:
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
-def parquet(rows: list[dict]) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), buffer)
-    return buffer.getvalue()
-
-
-def p3_rows(task: str) -> list[dict]:
-    rows = [json.loads(line) for line in (DEMO / "p3" / f"{task}.jsonl").read_text().splitlines()]
-    return [{"inputs": [1], "inputs_pretokenized": r["inputs"], "targets": [2], "targets_pretokenized": r["targets"]}
-            for r in rows]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    from instmix.train.base import save_tiny
-
     hub = LocalHub(tmp_path_factory.mktemp("hub"))
-    alpaca = [{**r, "text": "..."} for r in json.loads((DEMO / "alpaca.json").read_text())]
-    hub.add_repo("datasets", "tatsu-lab/alpaca", {f"data/{ALPACA_FILE}": parquet(alpaca)})
-    codealpaca = (DEMO / "codealpaca.json").read_bytes()
-    hub.add_repo("datasets", "sahil2801/CodeAlpaca-20k", {"code_alpaca_20k.json": codealpaca})
-    news, imdb = parquet(p3_rows("ag_news_classify")), parquet(p3_rows("imdb_Sentiment_with_choices_"))
-    hub.add_repo("datasets", "bigscience/P3", {
-        "ag_news_classify/train-00000-of-00001.parquet": news,
-        "ag_news_classify/validation-00000-of-00001.parquet": imdb,  # not a training split
-        "ag_news_classify_score_eval/train-00000-of-00001.parquet": news,  # rank-eval copy
-        "imdb_Sentiment_with_choices_/train-00000-of-00001.parquet": imdb,
-    })  # fmt: skip
-    model = tmp_path_factory.mktemp("tiny")
-    save_tiny(model)
-    hub.add_repo("models", TINY_MODEL, {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()})
+    add_sources(hub)
+    add_tiny_model(hub, tmp_path_factory.mktemp("tiny"))
     hub.start()
     yield hub
     hub.stop()

@@ -74,15 +74,23 @@ def resolve_commit(repo: str, revision: str | None, repo_type: str = "dataset") 
         raise hub_error(repo, revision, err) from err
 
 
+def pinned_commit(pin: HubPin) -> str:
+    """The commit a pin reads: its sha, or its branch resolved by the endpoint. Offline, the branch
+    is kept as named (the local cache's refs resolve it)."""
+    from huggingface_hub import constants
+
+    if SHA.match(pin.revision) or constants.HF_HUB_OFFLINE:
+        return pin.revision
+    return resolve_commit(pin.repo, pin.revision, pin.repo_type)
+
+
 def snapshot(pin: HubPin, patterns: list[str] | None = None, ignore: list[str] | None = None) -> Path:
     """Download (or reuse from the HF cache) the pinned files; returns the snapshot directory,
     whose name is the commit read. A branch is resolved to its commit first, so what is read is
     exactly that commit."""
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    offline = constants.HF_HUB_OFFLINE  # offline, the local cache's refs resolve a branch
-    fixed = SHA.match(pin.revision) or offline
-    commit = pin.revision if fixed else resolve_commit(pin.repo, pin.revision, pin.repo_type)
+    commit = pinned_commit(pin)
     try:
         folder = snapshot_download(
             pin.repo,

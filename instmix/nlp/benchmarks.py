@@ -19,8 +19,9 @@ Source formats read (those of ../shared/data; the demo files in assets/demo/benc
   ctx_a/ctx_b, or the reduced `context` schema) -> validation.jsonl with activity_label,
   ctx_a, ctx_b, ctx, endings, label.
 
-The stage writes <out dir>/<split>.jsonl (a pin: <out dir>/hub.json) and <out dir>.metrics.json: docs,
-the source format and what could not be carried over from it.
+The stage writes <out dir>/<split>.jsonl (a pin: <out dir>/hub.json, the repo and the commit its
+branch resolves to now, so that every model is scored on the same rows) and <out dir>.metrics.json:
+docs, the source format and what could not be carried over from it (a pin: the commit).
 """
 
 from __future__ import annotations
@@ -310,8 +311,10 @@ def prepare(task: str, source: str, out: Path) -> dict[str, Any]:
     """Convert a local source under `out`, or record a hub pin there; returns the metrics."""
     if hub.is_pin(source):
         pin = hub.read_pin(source)
-        write_json(out / HUB_FILE, {"repo": pin.repo, "revision": pin.revision})
-        return {"source": "hub", "repo": pin.repo, "revision": pin.revision, "params": {"path": source}}
+        commit = hub.pinned_commit(pin)  # every model is then scored on this one commit
+        write_json(out / HUB_FILE, {"repo": pin.repo, "revision": commit})
+        params = {"path": source}
+        return {"source": "hub", "repo": pin.repo, "revision": pin.revision, "commit": commit, "params": params}
     if not Path(source).exists():
         raise ParamsError(f"eval.benchmarks.{task}", source, "an existing file or folder, or a *.hub.yaml pin")
     hub.go_offline()
