@@ -6,10 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.local_hub import LocalHub, add_benchmarks, add_sources, add_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -101,3 +104,16 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def smollm2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model, SmolLM2-135M-Instruct, as the demo builds it (~30 s)."""
     return built_base(tmp_path_factory.mktemp("smollm2"), "smollm2")
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """olah on 127.0.0.1 serving the three sources, the six benchmarks and the tiny model in the
+    hub's layouts (tests/local_hub.py), pinned at the commits git gave them (`hub.shas`)."""
+    hub = LocalHub(tmp_path_factory.mktemp("hub"))
+    add_sources(hub)
+    add_benchmarks(hub, tmp_path_factory.mktemp("benchmarks"))
+    add_tiny_model(hub, tmp_path_factory.mktemp("tiny-hub"))
+    hub.start()
+    yield hub
+    hub.stop()

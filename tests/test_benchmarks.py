@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from instmix.core.profile import read_profile
 from instmix.core.vocab import TASKS
 from instmix.nlp.benchmarks import split_context
 from tests.conftest import DEMO, REPO, SHARED_DATA, run_stage, set_params
+from tests.local_hub import BENCHMARK_REPOS, LocalHub
 
 # The files each profile points eval.benchmarks at: the demo's own, and ../shared/data's.
 DEMO_SOURCES = {task: REPO / path for task, path in read_profile("demo")["eval"]["benchmarks"].items()}
@@ -150,13 +152,38 @@ def test_hellaswag_text_dump_and_context_split(bench_dir: Path) -> None:
     assert split_context("a man on a bike") == ("", "a man on a bike")
 
 
-def test_a_hub_pin_is_recorded_not_converted(bench_dir: Path) -> None:
-    """A commit pin needs no hub; a branch is resolved over HTTP (tests/test_pipeline_hub.py)."""
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    (bench_dir / "race.hub.yaml").write_text(f"repo: EleutherAI/race\nrevision: '{sha}'\n")
-    out = convert(bench_dir, {"race": bench_dir / "race.hub.yaml"})
-    assert json.loads((out / "race/hub.json").read_text()) == {"repo": "EleutherAI/race", "revision": sha}
-    assert metrics_of(out, "race") == {"source": "hub", "repo": "EleutherAI/race", "revision": sha, "commit": sha}
+def test_a_hub_pin_resolves_to_a_commit_and_keeps_the_scored_rows(bench_dir: Path, local_hub: LocalHub) -> None:
+    """A branch is resolved over HTTP to the commit every model is then scored on; the rows the
+    built-in task scores at that commit are kept for decontam, equal to the local conversion's."""
+    local = convert(bench_dir, DEMO_SOURCES)
+    rows = {task: {p.name: read_jsonl(p) for p in (local / task).glob("*.jsonl")} for task in TASKS}
+    for task, (repo, _) in BENCHMARK_REPOS.items():
+        (bench_dir / f"{task}.hub.yaml").write_text(f"repo: {repo}\nrevision: main\n")
+    env = local_hub.env(bench_dir / "hf")
+    set_params(bench_dir, **{f"eval.benchmarks.{t}": str(bench_dir / f"{t}.hub.yaml") for t in TASKS})
+    for task, (repo, _) in BENCHMARK_REPOS.items():
+        result = run_stage("benchmarks", task, f"hub/{task}", cwd=bench_dir, **env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        sha = local_hub.shas[f"datasets/{repo}"]
+        assert json.loads((bench_dir / f"hub/{task}/hub.json").read_text()) == {"repo": repo, "revision": sha}
+        metrics = json.loads((bench_dir / f"hub/{task}.metrics.json").read_text())
+        assert (metrics["source"], metrics["revision"], metrics["commit"]) == ("hub", "main", sha)
+        copied = {p.name: read_jsonl(p) for p in (bench_dir / "hub" / task).glob("*.jsonl")}
+        if task == "mmlu":  # the hub holds all 57 subjects; the demo's keep their rows
+            assert len(copied) == 57 and all(copied[name] == docs for name, docs in rows[task].items())
+        else:
+            assert copied == rows[task]
+        assert metrics["docs"] == sum(map(len, copied.values()))
+
+
+def test_dataset_names_are_the_builtin_tasks(bench_dir: Path) -> None:
+    """DATASET_NAME is what lm-eval's own YAMLs say (following each one's `include:`)."""
+    from instmix.nlp.benchmarks import DATASET_NAME, lm_eval_tasks_dir
+
+    for task, name in DATASET_NAME.items():
+        include = re.search(r'^include: "\{lm_eval\}/(.+)"$', (REPO / f"configs/lm_eval/{task}.yaml").read_text(), re.M)
+        text = (lm_eval_tasks_dir() / include[1]).read_text()
+        assert re.search(rf"^dataset_name: {name or 'null'}$", text, re.M), task
 
 
 # ---------------------------------------------------------------------------- bad sources

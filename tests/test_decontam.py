@@ -18,6 +18,7 @@ from instmix.core.records import Record, record_id
 from instmix.core.vocab import SOURCES
 from instmix.data.decontam import BENCHMARKS, EVAL_SETS, DecontamParams, decontaminate, with_eval_files, words
 from tests.conftest import REPO, run_stage, set_params
+from tests.local_hub import LocalHub
 
 
 def record(source: str, i: int, prompt: str, response: str = "Done.") -> Record:
@@ -320,16 +321,21 @@ def test_an_eval_file_in_an_unknown_layout_is_a_clear_error(tmp_path: Path) -> N
         decontaminate(DecontamParams(humaneval=False, benchmarks={"piqa": str(path)}), {"alpaca": []})
 
 
-def test_unset_eval_files_default_to_what_the_evaluation_stages_read(workdir: Path, demo_flask: Path) -> None:
+def test_unset_eval_files_default_to_what_the_evaluation_stages_read(
+    workdir: Path, demo_flask: Path, local_hub: LocalHub
+) -> None:
     shutil.copytree(REPO / "assets", workdir / "assets")
     set_params(workdir, **{"eval.benchmarks.race": "assets/hub/benchmarks/race.hub.yaml"})
+    env = local_hub.env(workdir / "hf")
     for task in ("arc_challenge", "race"):  # the real benchmarks stage: converted rows, and a hub pin
-        assert run_stage("benchmarks", task, f"data/benchmarks/{task}", cwd=workdir).returncode == 0
+        result = run_stage("benchmarks", task, f"data/benchmarks/{task}", cwd=workdir, **env)
+        assert result.returncode == 0, result.stderr[-2000:]
     params = with_eval_files(DecontamParams(benchmarks={"piqa": None}), workdir / "data" / "benchmarks", demo_flask)
     assert params.flask == str(demo_flask / "eval_set.jsonl")
     assert params.benchmarks["arc_challenge"] == str(workdir / "data" / "benchmarks" / "arc_challenge")
     assert params.benchmarks["piqa"] is None  # explicitly not checked
-    assert "race" not in params.benchmarks  # a hub pin: nothing local to read
+    assert params.benchmarks["race"] == str(workdir / "data" / "benchmarks" / "race")  # the pin's rows, kept
     metrics, _ = decontaminate(params, {"alpaca": []})
-    assert metrics["decontam"]["alpaca"]["arc_challenge"]["items"] > 0  # the converted layout is read
+    for task in ("arc_challenge", "race"):  # the converted layout and the hub's are read
+        assert metrics["decontam"]["alpaca"][task]["items"] > 0
     assert metrics["decontam"]["alpaca"]["flask"]["checked"] is True

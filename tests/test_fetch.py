@@ -247,10 +247,11 @@ def test_hub_sources_read_like_the_local_files(workdir: Path, tmp_path_factory: 
         set_params(local_params, **{f"fetch.{source}.path": str(DEMO / local)})
         assert run_stage("fetch", source, "x.jsonl", cwd=local_params).returncode == 0
         assert (workdir / f"hub/{source}.jsonl").read_bytes() == (local_params / "x.jsonl").read_bytes()
-        assert json.loads((workdir / f"hub/{source}.metrics.json").read_text())["revision"] == SHA
+        metrics = json.loads((workdir / f"hub/{source}.metrics.json").read_text())
+        assert metrics["commit"] == SHA and metrics["revision"] == ("main" if source == "codealpaca" else SHA)
 
     result = run_stage("fetch", "p3", "hub/p3.jsonl", cwd=workdir, **env)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((workdir / "hub/p3.metrics.json").read_text())
     assert metrics["records_per_task"] == {"ag_news_classify": 8, "cos_e_v1.11_explain_why_human": 8}
-    assert metrics["revision"] == SHA
+    assert (metrics["revision"], metrics["commit"]) == ("main", SHA)  # the branch as pinned, the commit read

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DEMO, run_stage, set_params
-from tests.local_hub import TINY_MODEL, LocalHub, add_sources, add_tiny_model, free_port
+from tests.local_hub import TINY_MODEL, LocalHub, free_port
 
 TOKEN = "hf_instmixTestTokenNeverWritten"  # sent to the server; must reach no output, metric or log
 
@@ -21,16 +20,6 @@ def assert_no_token(root: Path, *outputs: str) -> None:
     for path in root.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
-
-
-@pytest.fixture(scope="module")
-def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    hub = LocalHub(tmp_path_factory.mktemp("hub"))
-    add_sources(hub)
-    add_tiny_model(hub, tmp_path_factory.mktemp("tiny"))
-    hub.start()
-    yield hub
-    hub.stop()
 
 
 def write_pin(path: Path, repo: str, revision: str, files: list[str] | None = None) -> str:
@@ -51,7 +40,8 @@ def test_fetch_reads_each_source_over_http(local_hub: LocalHub, workdir: Path, t
         result = run_stage("fetch", source, f"hub/{source}.jsonl", cwd=workdir, **env)
         assert result.returncode == 0, result.stderr[-2000:]
         metrics = json.loads((workdir / f"hub/{source}.metrics.json").read_text())
-        assert metrics["revision"] == local_hub.shas[f"datasets/{repo}"]  # the commit the server holds
+        assert metrics["commit"] == local_hub.shas[f"datasets/{repo}"]  # the commit the server holds
+        assert metrics["revision"] == (alpaca_sha if source == "alpaca" else "main")  # as pinned
         assert_no_token(workdir, result.stdout, result.stderr)
     local = workdir / "local"
     local.mkdir()

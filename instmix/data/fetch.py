@@ -66,17 +66,21 @@ class P3Params(SourceParams):
                     )
 
 
+Origin = dict[str, str | None]  # {"revision": as pinned, "commit": read}; both None for local files
+
+
 def locate(
     key: str, path: str, patterns: list[str] | None = None, ignore: list[str] | None = None
-) -> tuple[Path, str | None]:
-    """The local directory or file to read, and the hub commit if it came from the hub."""
+) -> tuple[Path, Origin]:
+    """The local directory or file to read, and the pinned revision and commit read if from the hub."""
     if hub.is_pin(path):
-        folder = hub.snapshot(hub.read_pin(path), patterns, ignore)
-        return folder, folder.name  # snapshots/<commit sha>
+        pin = hub.read_pin(path)
+        folder = hub.snapshot(pin, patterns, ignore)
+        return folder, {"revision": pin.revision, "commit": folder.name}  # snapshots/<commit sha>
     hub.go_offline()
     if not Path(path).exists():
         raise ParamsError(f"fetch.{key}.path", path, "an existing file or directory (or a *.hub.yaml pin)")
-    return Path(path), None
+    return Path(path), {"revision": None, "commit": None}
 
 
 def select_tasks(available: list[str], params: P3Params) -> list[str]:
@@ -105,8 +109,8 @@ def hub_patterns(params: P3Params) -> list[str]:
     return [p for d in wanted for p in (f"{d}/train-*.parquet", f"{d}_*/train-*.parquet")]
 
 
-def fetch_p3(params: P3Params, drops: sources.Drops) -> tuple[list[Record], str | None]:
-    directory, revision = locate("p3", params.path, hub_patterns(params), ["*_score_eval/*"])
+def fetch_p3(params: P3Params, drops: sources.Drops) -> tuple[list[Record], Origin]:
+    directory, origin = locate("p3", params.path, hub_patterns(params), ["*_score_eval/*"])
     task_files = sources.p3_task_files(directory)
     records = []
     for task in select_tasks(list(task_files), params):
@@ -115,7 +119,7 @@ def fetch_p3(params: P3Params, drops: sources.Drops) -> tuple[list[Record], str 
             keep = random.Random(f"{params.seed}:{task}").sample(range(len(task_records)), params.max_per_task)
             task_records = [task_records[i] for i in sorted(keep)]
         records.extend(task_records)
-    return records, revision
+    return records, origin
 
 
 def params_class(source: str) -> type[SourceParams]:
@@ -125,16 +129,16 @@ def params_class(source: str) -> type[SourceParams]:
 def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, Any]]:
     drops = sources.Drops()
     if isinstance(params, P3Params):
-        records, revision = fetch_p3(params, drops)
+        records, origin = fetch_p3(params, drops)
     else:
-        path, revision = locate(source, params.path)
+        path, origin = locate(source, params.path)
         assert isinstance(params, InstructionParams)
         records = list(sources.read_instructions(source, path, drops, params.join))
     metrics: dict[str, Any] = {
         "rows_read": len(records) + sum(drops.values()),
         "records": len(records),
         "dropped": {reason: drops[reason] for reason in DROP_REASONS},
-        "revision": revision,
+        **origin,
         "params": asdict(params),
     }
     if source == "p3":

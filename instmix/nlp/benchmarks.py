@@ -19,9 +19,11 @@ Source formats read (those of ../shared/data; the demo files in assets/demo/benc
   ctx_a/ctx_b, or the reduced `context` schema) -> validation.jsonl with activity_label,
   ctx_a, ctx_b, ctx, endings, label.
 
-The stage writes <out dir>/<split>.jsonl (a pin: <out dir>/hub.json, the repo and the commit its
-branch resolves to now, so that every model is scored on the same rows) and <out dir>.metrics.json:
-docs, the source format and what could not be carried over from it (a pin: the commit).
+The stage writes <out dir>/<split>.jsonl and <out dir>.metrics.json: docs, the source format and
+what could not be carried over from it. A pin writes <out dir>/hub.json (the repo and the commit its
+branch resolves to now, so that every model is scored on the same rows) and, for decontamination
+only, a copy of the rows the built-in task scores at that commit in the same layout (eval_nlp reads
+the hub through lm-eval, not this copy).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ from instmix.data.sources import SourceFileError
 SPLIT = {"arc_challenge": "test", "winogrande": "validation", "piqa": "validation", "race": "test"}
 SPLIT |= {"hellaswag": "validation", "mmlu": "test"}  # the split each built-in task scores
 HUB_FILE = "hub.json"
+# The hub config each built-in task reads (lm_eval/tasks/<task>.yaml `dataset_name`); MMLU: one per subject.
+DATASET_NAME = {"arc_challenge": "ARC-Challenge", "winogrande": "winogrande_xl", "race": "high"}
+DATASET_NAME |= {"piqa": None, "hellaswag": None}
 LETTERS = "ABCDEFGH"
 
 Doc = dict[str, Any]
@@ -307,14 +312,32 @@ def convert(task: str, source: Path, out: Path) -> dict[str, Any]:
     return {"docs": len(docs), "split": SPLIT[task], **stats}
 
 
+def hub_docs(task: str, repo: str, commit: str) -> dict[str, list[Doc]]:
+    """File stem -> the rows the built-in task scores, read from the hub at `commit`."""
+    from datasets import load_dataset
+
+    configs = {s: s for s in builtin_subjects()} if task == "mmlu" else {SPLIT[task]: DATASET_NAME[task]}
+    docs = {}
+    for stem, config in configs.items():
+        try:
+            docs[stem] = [dict(row) for row in load_dataset(repo, config, split=SPLIT[task], revision=commit)]
+        except Exception as err:  # the hub and datasets raise many types; the user needs one line
+            raise hub.hub_error(repo, commit, err) from err
+    return docs
+
+
 def prepare(task: str, source: str, out: Path) -> dict[str, Any]:
     """Convert a local source under `out`, or record a hub pin there; returns the metrics."""
     if hub.is_pin(source):
         pin = hub.read_pin(source)
         commit = hub.pinned_commit(pin)  # every model is then scored on this one commit
+        docs = hub_docs(task, pin.repo, commit)  # all read before anything is written
+        for stem, rows in docs.items():
+            write_jsonl(out / f"{stem}.jsonl", rows)
         write_json(out / HUB_FILE, {"repo": pin.repo, "revision": commit})
-        params = {"path": source}
-        return {"source": "hub", "repo": pin.repo, "revision": pin.revision, "commit": commit, "params": params}
+        counts = {"docs": sum(map(len, docs.values())), "split": SPLIT[task]}
+        return {"source": "hub", "repo": pin.repo, "revision": pin.revision, "commit": commit, **counts,
+                "params": {"path": source}}  # fmt: skip
     if not Path(source).exists():
         raise ParamsError(f"eval.benchmarks.{task}", source, "an existing file or folder, or a *.hub.yaml pin")
     hub.go_offline()

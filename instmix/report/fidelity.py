@@ -107,14 +107,29 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def pins_text(revisions: Mapping[str, Any]) -> str:
+    """One value for several pins: `commit shas`, or the ones that track a branch."""
+    branches = [f"{task}@{r}" for task, r in sorted(revisions.items()) if not re.match(r"^[0-9a-f]{40}$", str(r))]
+    return "commit shas" if not branches else "branch: " + ", ".join(branches)
+
+
 def observed_in_params(params: Mapping[str, Any], root: Path) -> dict[str, list[Any]]:
     """The values a params tree sets (README: the paper profile), with each hub pin's revision read
-    from its pin file as `fetch.<source>.revision`."""
+    from its pin file as `fetch.<source>.revision` and `eval.benchmarks.revision` (one per task)."""
     flat = {key: [value] for key, value in flatten(params).items()}
+
+    def revision(path: Any) -> str | None:
+        pin = root / str(path)
+        if not (str(path).endswith(".hub.yaml") and pin.is_file()):
+            return None
+        return yaml.safe_load(pin.read_text())["revision"]
+
     for source in SOURCES:
-        path = str(params.get("fetch", {}).get(source, {}).get("path", ""))
-        if path.endswith(".hub.yaml") and (root / path).is_file():
-            flat[f"fetch.{source}.revision"] = [yaml.safe_load((root / path).read_text())["revision"]]
+        if (found := revision(params.get("fetch", {}).get(source, {}).get("path", ""))) is not None:
+            flat[f"fetch.{source}.revision"] = [found]
+    tasks = params.get("eval", {}).get("benchmarks", {}) or {}
+    if pinned := {task: r for task, path in tasks.items() if (r := revision(path)) is not None}:
+        flat["eval.benchmarks.revision"] = [pins_text(pinned)]
     return flat
 
 
@@ -142,9 +157,14 @@ def observed_in_artifacts(runs: Iterable[Any], setup: Any, report_params: Mappin
             observed.setdefault(f"fetch.{source}.revision", []).append(metrics.get("revision"))
     for metrics in setup.subsampled.values():
         add("subsample", (metrics or {}).get("params"))
+    pinned = {}
     for task, metrics in setup.benchmarks.items():
         if metrics:
             observed.setdefault(f"eval.benchmarks.{task}", []).append(metrics.get("params", {}).get("path"))
+            if metrics.get("source") == "hub":
+                pinned[task] = metrics.get("revision")
+    if pinned:
+        observed["eval.benchmarks.revision"] = [pins_text(pinned)]
     for run in runs:
         for name, section in RUN_SECTIONS.items():
             add(section, resolved(run) if name == "sft" else run.params.get(name))
