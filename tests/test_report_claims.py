@@ -1,17 +1,18 @@
-"""report.claims and report.sweeps: claim deltas, marks and intervals; the sweep points and shape."""
+"""report.claims, report.verdicts and report.sweeps: claim deltas, marks and intervals; the sweep points."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pytest
 
-from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS
-from instmix.report.claims import DELTA_CLAIMS, claims_json, evaluate_claims, evaluate_curve_claim
+from instmix.core.vocab import BASE_ROW
+from instmix.report.claims import DELTA_CLAIMS
 from instmix.report.layout import TABLE1_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.runs import read_paper
-from instmix.report.sweeps import Point, dips_then_peaks, sweep_points
+from instmix.report.sweeps import dips_then_peaks, sweep_points
+from instmix.report.verdicts import claims_json, evaluate_claims
 from tests.test_report import PAPER_FILE
 
 PARAMS = ReportParams(bootstrap_samples=2000)
@@ -29,7 +30,7 @@ def paper_as_ours(size: str) -> dict[str, dict[str, list[float]]]:
 def test_claims_computed_on_the_paper_tables_all_hold() -> None:
     """The paper's own numbers as our metrics make every table claim hold with the paper's deltas."""
     paper = read_paper(PAPER_FILE)
-    results = {r.id: r for r in evaluate_claims(paper_as_ours("7b"), [], paper, PARAMS)}
+    results = {r.id: r for r in evaluate_claims(paper_as_ours("7b"), {}, paper, PARAMS)}
     expected = {
         "p_best_nlp": "+1.24", "c_best_code": "+2.74", "c_best_code10": "+7.32", "p_lowers_alignment": "-2.4",
         "c_raises_alignment": "+0.6", "a_best_alignment": "+3.2", "a_best_race": "+1.05",
@@ -57,7 +58,7 @@ def test_claims_computed_on_the_paper_tables_all_hold() -> None:
 
 def test_a_claim_with_a_missing_setting_is_not_evaluable() -> None:
     reps = {s: {"nlp_avg": [30.0]} for s in ("A", "P")}
-    results = {r.id: r for r in evaluate_claims(reps, [], read_paper(PAPER_FILE), PARAMS)}
+    results = {r.id: r for r in evaluate_claims(reps, {}, read_paper(PAPER_FILE), PARAMS)}
     assert results["p_best_nlp"].mark == "not evaluable" and results["p_best_nlp"].detail == "missing: C NLP avg"
     assert results["p_best_nlp"].delta is None
 
@@ -65,7 +66,7 @@ def test_a_claim_with_a_missing_setting_is_not_evaluable() -> None:
 def test_seed_spread_makes_a_small_delta_within_noise() -> None:
     reps = {"A": {"nlp_avg": [30.0, 30.0, 30.0]}, "C": {"nlp_avg": [30.0, 30.0, 30.0]}}
     reps["P"] = {"nlp_avg": [28.2, 30.2, 32.4]}
-    result = next(r for r in evaluate_claims(reps, [], read_paper(PAPER_FILE), PARAMS) if r.id == "p_best_nlp")
+    result = next(r for r in evaluate_claims(reps, {}, read_paper(PAPER_FILE), PARAMS) if r.id == "p_best_nlp")
     assert result.mark == "within noise"
     assert result.detail == "3 seeds per setting; bootstrap over seeds; point estimate holds"
     assert result.interval is not None and result.interval[0] < 0 < result.interval[1]
@@ -98,19 +99,3 @@ def test_sweep_points_use_mix_metrics_and_table_anchors() -> None:
         "count holds exactly ACP's records in another order: a data-order replicate of ACP, not a new mixture"
         " (leave it out of `settings` to save its training and evaluation)"
     ]
-    two = [Point(0.0, "A", "anchor: A"), Point(1.0, "ratio", "sweep")]
-    result = evaluate_curve_claim("nlp_avg", two, {"A": {"nlp_avg": [1.0]}, "ratio": {"nlp_avg": [0.5]}}, PARAMS)
-    assert result.mark == "not enough points"
-
-
-def curve(ys: Sequence[float]) -> tuple[list[Point], dict[str, dict[str, list[float]]]]:
-    points = [Point(x, f"ratio-{x:g}", "sweep") for x in (0.0, 0.5, 1.0, 1.5, 2.0)[: len(ys)]]
-    return points, {p.setting: {"nlp_avg": [y]} for p, y in zip(points, ys, strict=True)}
-
-
-def test_curve_claim_reports_the_shape() -> None:
-    result = evaluate_curve_claim("nlp_avg", *curve([30.0, 28.0, 31.0, 33.0, 32.0]), PARAMS)
-    assert result.mark == "holds" and result.delta == -2.0
-    assert result.detail == "lowest at 0.5, highest at 1.5, then down to 32.00 at 2; single run"
-    assert evaluate_curve_claim("nlp_avg", *curve([40.0, 28.0, 31.0]), PARAMS).mark == "does not hold"
-    assert set(TABLE_SETTINGS) >= {"A", "ACP"}  # the anchors are table settings

@@ -51,6 +51,18 @@ def test_a_paired_interval_covers_the_planted_delta() -> None:
     assert (b, c) == (40, 0) and mcnemar_exact(b, c) < 1e-10
 
 
+def test_mcnemar_beside_a_delta_is_exact_on_the_shared_documents() -> None:
+    first = [1.0] * 10 + [0.0] * 10 + [1.0] * 5
+    second = [0.0] * 8 + [1.0] * 2 + [0.0] * 8 + [1.0] * 2 + [1.0] * 5  # b = 8 right only in A, c = 2 only in P
+    resampler = Resampler({"A": [nlp_items(first)], "P": [nlp_items(second)]}, 100)
+    assert resampler.mcnemar("A", "P", "race") == pytest.approx(2 * (1 + 10 + 45) / 2**10)
+    assert resampler.mcnemar("A", "P", "nlp_avg") is None  # an average of tasks: no exact test
+    two_seeds = Resampler({"A": [nlp_items(first), nlp_items(first)], "P": [nlp_items(second)]}, 100)
+    assert two_seeds.mcnemar("A", "P", "race") is None  # seeds: the bootstrap speaks alone
+    graded = Resampler({"A": [nlp_items([0.5] * 25)], "P": [nlp_items(second)]}, 100)
+    assert graded.mcnemar("A", "P", "race") is None  # not per-document accuracy
+
+
 @pytest.mark.parametrize(("effect", "mark"), [(0.4, "holds"), (0.0, "within noise"), (-0.4, "reversed")])
 def test_a_claim_flips_as_the_planted_effect_shrinks_and_turns(effect: float, mark: str) -> None:
     rng = np.random.default_rng(3)

@@ -12,7 +12,8 @@ from typing import Any
 from instmix.core.files import atomic_open, write_json
 from instmix.core.params import StageError
 from instmix.core.vocab import BASE, SKILLS, SWEEP_SETTINGS, TASKS
-from instmix.report.claims import CURVE_METRICS, DELTA_CLAIMS, claims_json, evaluate_claims
+from instmix.report.claims import DELTA_CLAIMS
+from instmix.report.curves import CURVE_METRICS
 from instmix.report.header import header, read_setup
 from instmix.report.items import Resampler, by_setting
 from instmix.report.layout import DASH, PLOT_FILES, TABLE1_ROWS, TABLE2_ROWS
@@ -30,6 +31,7 @@ from instmix.report.tables import (
     tables_section,
     training_section,
 )
+from instmix.report.verdicts import claims_json, evaluate_claims
 
 PLOT_TITLES = {
     "benchmarks.png": "Table 1 benchmarks by setting", "ratio_sweep.png": "ratio sweep",
@@ -104,9 +106,10 @@ def build_report(
     for kind in SWEEP_SETTINGS:
         sweeps[kind], sweep_notes[kind] = sweep_points(kind, settings, mix)  # type: ignore[arg-type]
     resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed)
-    results = evaluate_claims(reps, sweeps["ratio"], paper, params, resampler)
+    results = evaluate_claims(reps, sweeps, paper, params, resampler)
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
-    marks = {m: r.mark for m, r in zip(CURVE_METRICS, results[len(DELTA_CLAIMS) :], strict=True)}
+    curve_results = results[len(DELTA_CLAIMS) : len(DELTA_CLAIMS) + len(CURVE_METRICS)]
+    marks = {m: r.mark for m, r in zip(CURVE_METRICS, curve_results, strict=True)}
     figures = make_plots(out, stats, paper, params, sweeps, marks, curves, runs)
 
     lines = header(runs, setup, mix, params) + claims_section(results, params)

@@ -1,8 +1,8 @@
-"""The paper's claims: their definitions, and each one's delta, interval and mark on this run."""
+"""The paper's claims between settings: their definitions, and each one's delta, interval and mark on this run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,6 @@ from instmix.report.items import Resampler, units_of
 from instmix.report.layout import DASH, setting_order
 from instmix.report.params import ReportParams
 from instmix.report.stats import Replicates, Values, percentile_interval
-from instmix.report.sweeps import Point, dips_then_peaks
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,6 @@ DELTA_CLAIMS = (
     DeltaClaim("all_raise_alignment", "Every instruction type improves alignment over the base model",
                "min over A ... ACP of (setting - none), FLASK avg", +1, lowest_gain, 1),
 )  # fmt: skip
-CURVE_METRICS = {"nlp_avg": "NLP avg", "pass@1": "HumanEval pass@1"}
 
 
 @dataclass
@@ -166,44 +164,6 @@ def interval_detail(item_level: bool, multi_seed: bool, interval: tuple[float, f
     return "; bootstrap over seeds"
 
 
-def evaluate_curve_claim(
-    metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams, resampler: Resampler | None = None
-) -> ClaimResult:
-    label = CURVE_METRICS[metric]
-    result = ClaimResult(
-        f"ratio_dips_then_peaks_{metric.replace('@', '')}",
-        f"{label} first dips, then peaks as the specialised/general ratio grows",
-        f"{label} vs ratio: y[1] - y[0] < 0 and argmax after argmin",
-        "not enough points",
-        decimals=2,
-    )
-    present = [p for p in points if reps.get(p.setting, {}).get(metric)]
-    result.paper = {"7b": "holds (Figure 2: peak at 1.5, dip at 2.0)", "13b": "not run"}
-    if len(present) < 3:
-        result.detail = f"{len(present)} point(s) with {label}; needs >= 3"
-        return result
-    point = Values(reps)
-    ys = [point(p.setting, metric) for p in present]
-    holds, low, high = dips_then_peaks(ys)
-    result.delta = ys[1] - ys[0]
-    shape = f"lowest at {present[low].x:g}, highest at {present[high].x:g}"
-    if high < len(present) - 1:
-        shape += f", then down to {ys[-1]:.2f} at {present[-1].x:g}"
-    result.detail = f"{shape}; {seeds_detail(point.used)}"
-    result.mark = "holds" if holds else "does not hold"
-    boot = Draws(reps, resampler, params)
-    ys_draws = [boot(p.setting, metric) for p in present] if holds else []
-    if holds and (boot.item_level or any(n > 1 for n in point.used.values())):
-        fall = percentile_interval(ys_draws[1] - ys_draws[0], params.confidence)
-        rise = percentile_interval(ys_draws[high] - ys_draws[low], params.confidence)
-        result.interval = fall
-        result.detail += f"; rise {ys[high] - ys[low]:+.2f} [{rise[0]:+.2f}, {rise[1]:+.2f}]"
-        if fall[0] <= 0 <= fall[1] or rise[0] <= 0 <= rise[1]:
-            result.mark = "within noise"
-            result.detail += "; point estimate holds"
-    return result
-
-
 def paper_delta(claim: DeltaClaim, paper: Mapping[str, Any], size: str) -> str:
     """The claim's delta on the paper's own published table, e.g. '+0.6 (holds)'."""
     rows = {**paper["table1"].get(size, {})}
@@ -214,33 +174,3 @@ def paper_delta(claim: DeltaClaim, paper: Mapping[str, Any], size: str) -> str:
     if result.delta is None:
         return DASH
     return f"{result.delta:+.{claim.decimals}f} ({result.mark})"
-
-
-def evaluate_claims(
-    reps: Replicates,
-    ratio_points: Sequence[Point],
-    paper: Mapping[str, Any],
-    params: ReportParams,
-    resampler: Resampler | None = None,
-) -> list[ClaimResult]:
-    """`resampler`: paired item-level draws (instmix.report.items); None: over seeds only."""
-    results = []
-    for claim in DELTA_CLAIMS:
-        result = evaluate_delta_claim(claim, reps, params, resampler)
-        result.paper = {size: paper_delta(claim, paper, size) for size in ("7b", "13b")}
-        results.append(result)
-    results += [evaluate_curve_claim(metric, ratio_points, reps, params, resampler) for metric in CURVE_METRICS]
-    return results
-
-
-def claims_json(results: Sequence[ClaimResult]) -> dict[str, Any]:
-    """claims.json's `claims`: each claim's verdict, delta and interval (DVC metrics)."""
-    out: dict[str, Any] = {}
-    for r in results:
-        entry: dict[str, Any] = {"holds": r.mark == "holds", "evaluable": r.delta is not None}
-        if r.delta is not None:
-            entry["delta"] = round(r.delta, 6)
-        if r.interval is not None:
-            entry["ci_low"], entry["ci_high"] = round(r.interval[0], 6), round(r.interval[1], 6)
-        out[r.id] = entry
-    return {"claims": out}

@@ -143,6 +143,21 @@ class Resampler:
             return self.flask(setting, seed, key)
         return None
 
+    def mcnemar(self, setting: str, reference: str, task: str) -> float | None:
+        """The exact McNemar p of two single-run settings' per-document accuracy on an NLP task
+        (None where it does not apply: several seeds, non-binary scores, no shared documents)."""
+        pair = [self.runs.get(setting, []), self.runs.get(reference, [])]
+        if task not in TASKS or task not in self.common or any(len(seeds) != 1 for seeds in pair):
+            return None
+        if any(task not in seeds[0] for seeds in pair):
+            return None
+        first, second = ([seeds[0][task][i] for i in self.common[task]] for seeds in pair)
+        if any(v not in (0.0, 1.0) for v in (*first, *second)):
+            return None
+        b = sum(x > y for x, y in zip(first, second, strict=True))
+        c = sum(y > x for x, y in zip(first, second, strict=True))
+        return mcnemar_exact(b, c)
+
     def flask(self, setting: str, seed: int, key: str) -> np.ndarray | None:
         """A skill: the mean over the resampled instances scored on it, x 20; the avg: over the skills scored."""
         skills = [key] if key != "flask_avg" else list(SKILLS)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from instmix.core.vocab import BASE_ROW, SKILLS
-from instmix.report.claims import CURVE_METRICS
+from instmix.report.curves import CURVE_METRICS
 from instmix.report.layout import PLOT_FILES, SIZE_LABEL, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import PAPER_STYLE, SETTING_COLORS, Figures, finish, palette, top_legend

@@ -8,6 +8,7 @@ from typing import Any
 from instmix.core.vocab import BASE_ROW
 from instmix.report import factorial
 from instmix.report.claims import ClaimResult
+from instmix.report.items import Resampler
 from instmix.report.layout import (
     DASH,
     MARK_BENCHMARK_PROMPTS,
@@ -83,6 +84,8 @@ def delta_table(
             ours = difference(ours_row.mean if ours_row else None, ours_ref.mean if ours_ref else None, decimals)
             if ours != DASH and draws is not None:
                 ours += interval_text(draws(row, key), draws(reference, key), decimals, confidence)
+                if isinstance(draws, Resampler) and (p := draws.mcnemar(row, reference, key)) is not None:
+                    ours += f" p={p:.2g}"
             published = [paper.get(size, {}) for size in sizes]
             theirs = [difference(p.get(row, {}).get(key), p.get(reference, {}).get(key), decimals) for p in published]
             cells.append(f"{ours} ({' / '.join(theirs)})")
@@ -115,7 +118,11 @@ def table_section(
         lines += [*paper_table(rows, columns, paper[table][size], decimals), ""]
     names = " / ".join(SIZE_LABEL[s] for s in sizes)
     for reference in references:
-        lines += [f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval] ({names})", ""]
+        lines += [
+            f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval] p=… ({names});"
+            " p: the exact McNemar test on per-document accuracy, where each setting has one run",
+            "",
+        ]
         lines += [*delta_table(rows, columns, stats, paper[table], sizes, reference, decimals, draws, confidence), ""]
     return lines
 
@@ -196,7 +203,10 @@ def claims_section(results: Sequence[ClaimResult], params: ReportParams) -> list
         "(`report.min_items`). Without anything to resample only the point estimate speaks (*holds* / *does "
         "not hold*, no interval). *Dips then peaks*: with the ratio points in order, the first step goes down "
         "(y[1] < y[0], the interval shown is for that fall) and the highest point comes after the lowest (a "
-        "rise back to a peak above the start); it needs at least 3 points.",
+        "rise back to a peak above the start); it needs at least 3 points. *Peaks at 1.5*: y(1.5) minus the highest "
+        "other ratio point (2.0 included). *Plateaus beyond 10K*: the gain per 1K instances up to 10K per type "
+        "minus the gain per 1K beyond it (positive: the curve flattens). A sweep claim whose points were not run "
+        "names them.",
         "",
     ]
 

@@ -1,0 +1,54 @@
+"""Every claim of the paper on this run, and claims.json (DVC metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from instmix.report.claims import DELTA_CLAIMS, ClaimResult, evaluate_delta_claim, paper_delta
+from instmix.report.curves import (
+    CURVE_METRICS,
+    evaluate_curve_claim,
+    peak_claim,
+    plateau_claim,
+    size_claim,
+    sweep_claim,
+)
+from instmix.report.items import Resampler
+from instmix.report.params import ReportParams
+from instmix.report.stats import Replicates
+from instmix.report.sweeps import Point
+
+
+def evaluate_claims(
+    reps: Replicates,
+    sweeps: Mapping[str, Sequence[Point]],
+    paper: Mapping[str, Any],
+    params: ReportParams,
+    resampler: Resampler | None = None,
+) -> list[ClaimResult]:
+    """`sweeps`: the ratio and count points; `resampler`: paired item-level draws
+    (instmix.report.items); None: over seeds only."""
+    results = []
+    for claim in DELTA_CLAIMS:
+        result = evaluate_delta_claim(claim, reps, params, resampler)
+        result.paper = {size: paper_delta(claim, paper, size) for size in ("7b", "13b")}
+        results.append(result)
+    ratio, count = sweeps.get("ratio", []), sweeps.get("count", [])
+    results += [evaluate_curve_claim(metric, ratio, reps, params, resampler) for metric in CURVE_METRICS]
+    results += [sweep_claim(peak_claim(m, ratio), "ratio", m, reps, params, resampler) for m in CURVE_METRICS]
+    results += [sweep_claim(plateau_claim(m, count), "count", m, reps, params, resampler) for m in CURVE_METRICS]
+    return [*results, size_claim()]
+
+
+def claims_json(results: Sequence[ClaimResult]) -> dict[str, Any]:
+    """claims.json's `claims`: each claim's verdict, delta and interval (DVC metrics)."""
+    out: dict[str, Any] = {}
+    for r in results:
+        entry: dict[str, Any] = {"holds": r.mark == "holds", "evaluable": r.delta is not None}
+        if r.delta is not None:
+            entry["delta"] = round(r.delta, 6)
+        if r.interval is not None:
+            entry["ci_low"], entry["ci_high"] = round(r.interval[0], 6), round(r.interval[1], 6)
+        out[r.id] = entry
+    return {"claims": out}

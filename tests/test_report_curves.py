@@ -1,0 +1,76 @@
+"""report.curves: the sweep claims (Figure 2) — the ratio curve's shape and peak, the count plateau."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from instmix.core.vocab import TABLE_SETTINGS
+from instmix.report.curves import evaluate_curve_claim, peak_claim, plateau_claim, size_claim, sweep_claim
+from instmix.report.params import ReportParams
+from instmix.report.sweeps import Point
+
+PARAMS = ReportParams(bootstrap_samples=2000)
+Reps = dict[str, dict[str, list[float]]]
+
+
+def curve(ys: Sequence[float], xs: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0), kind: str = "ratio",
+          spread: float = 0.0) -> tuple[list[Point], Reps]:  # fmt: skip
+    """One point per x; with `spread`, three seeds per point at y - spread, y, y + spread."""
+    points = [Point(x, f"{kind}-{x:g}", "sweep") for x in xs[: len(ys)]]
+    seeds = [-spread, 0.0, spread] if spread else [0.0]
+    return points, {p.setting: {"nlp_avg": [y + d for d in seeds]} for p, y in zip(points, ys, strict=True)}
+
+
+def test_too_few_points_are_not_enough() -> None:
+    two = [Point(0.0, "A", "anchor: A"), Point(1.0, "ratio", "sweep")]
+    result = evaluate_curve_claim("nlp_avg", two, {"A": {"nlp_avg": [1.0]}, "ratio": {"nlp_avg": [0.5]}}, PARAMS)
+    assert result.mark == "not enough points"
+
+
+def test_curve_claim_reports_the_shape() -> None:
+    result = evaluate_curve_claim("nlp_avg", *curve([30.0, 28.0, 31.0, 33.0, 32.0]), PARAMS)
+    assert result.mark == "holds" and result.delta == -2.0
+    assert result.detail == "lowest at 0.5, highest at 1.5, then down to 32.00 at 2; single run"
+    assert evaluate_curve_claim("nlp_avg", *curve([40.0, 28.0, 31.0]), PARAMS).mark == "does not hold"
+    assert set(TABLE_SETTINGS) >= {"A", "ACP"}  # the anchors are table settings
+
+
+def peak(ys: Sequence[float], spread: float = 0.1) -> tuple[str, float | None]:
+    points, reps = curve(ys, spread=spread)
+    result = sweep_claim(peak_claim("nlp_avg", points), "ratio", "nlp_avg", reps, PARAMS, None)
+    return result.mark, result.delta
+
+
+def test_the_peak_at_1_5_is_tested_against_every_other_point() -> None:
+    assert peak([30.0, 28.0, 31.0, 33.0, 32.0]) == ("holds", 1.0)  # 33 at 1.5 against 32 at 2.0
+    assert peak([30.0, 28.0, 34.0, 33.0, 32.0]) == ("reversed", -1.0)  # the peak is at 1.0
+    assert peak([30.0, 28.0, 31.0, 33.0, 32.9], spread=1.0)[0] == "within noise"  # 1.5 vs 2.0 inside the seeds'
+
+
+def test_a_sweep_claim_names_the_points_not_run() -> None:
+    points, reps = curve([30.0, 31.0, 32.0], xs=(0.0, 1.0, 2.0))
+    result = sweep_claim(peak_claim("nlp_avg", points), "ratio", "nlp_avg", reps, PARAMS, None)
+    assert result.mark == "not evaluable" and result.id == "ratio_peaks_at_1.5_nlp_avg"
+    assert result.detail == "missing ratio points: 0.5, 1.5 (mix.sweep: ratio-0.5, ratio-1.5)"
+    points, reps = curve([54.0, 57.0], xs=(0.0, 20000.0), kind="count")
+    built = plateau_claim("nlp_avg", points)
+    assert built == "missing count points: 5000, 10000, 15000 (mix.sweep: count-5000, count-10000, count-15000)"
+
+
+def test_the_plateau_compares_the_gain_per_1k_before_and_after_10k() -> None:
+    xs = (0.0, 5000.0, 10000.0, 15000.0, 20000.0)
+    flat = curve([54.64, 56.0, 57.0, 57.05, 57.07], xs, "count", spread=0.05)
+    result = sweep_claim(plateau_claim("nlp_avg", flat[0]), "count", "nlp_avg", flat[1], PARAMS, None)
+    assert result.mark == "holds" and np.isclose(result.delta, (57.0 - 54.64) / 10 - (57.07 - 57.0) / 10)
+    assert result.measure.startswith("gain per 1K from 0 to 10K minus gain per 1K from 10K to 20000")
+    linear = curve([50.0, 52.5, 55.0, 57.5, 60.0], xs, "count", spread=0.5)
+    result = sweep_claim(plateau_claim("nlp_avg", linear[0]), "count", "nlp_avg", linear[1], PARAMS, None)
+    assert result.mark == "within noise" and np.isclose(result.delta, 0.0)  # a straight line: no plateau
+
+
+def test_the_size_effect_needs_both_sizes() -> None:
+    result = size_claim()
+    assert result.mark == "not evaluable" and "both model sizes" in result.detail
+    assert result.paper == {"7b": "AC (Table 1)", "13b": "ACP (Table 1)"}
