@@ -7,7 +7,7 @@ Reads `report`, and the study's `seeds` and `settings` only to refuse what would
 or a model no stage builds (an empty or repeated list, an unknown setting); everything else
 comes from the artifacts, whose metrics files record the params each stage used; <paper setup>
 is the fidelity table's items (assets/paper_setup.yaml). Writes <out dir>/results.md,
-results.csv, claims.json and plots/*.png.
+results.csv, claims.json, olmix/{ratios,metrics}.csv and plots/*.png.
 """
 
 from __future__ import annotations

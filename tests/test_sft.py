@@ -51,7 +51,7 @@ def test_loss_covers_response_tokens_only(tiny_base: Path, tmp_path: Path, templ
     params = parse(SFTParams, {**FAST, "template": template, "max_length": 512}, "sft")
     records = demo_records()
     trainer, counts = build_trainer(params, 42, records, tiny_base, tmp_path)
-    assert counts == {"examples": 48, "examples_without_supervised_tokens": 0}
+    assert counts["examples"] == 48 and counts["examples_without_supervised_tokens"] == 0
     tokenizer = trainer.processing_class
     assert len(trainer.train_dataset) == len(records)
     for record, example in zip(records, trainer.train_dataset, strict=True):
@@ -259,6 +259,30 @@ def test_padding_free_batches_give_the_padded_loss_and_gradients(tiny_base: Path
     # than float noise, so the match above is the isolation at work.
     leaky = model(input_ids=free["input_ids"], labels=free["labels"]).loss.item()
     assert abs(leaky - loss_padded) > 100 * abs(loss_free - loss_padded)
+
+
+@pytest.mark.parametrize(("template", "max_length"), [("paper", 64), ("chat", 128)])
+def test_token_accounting_is_what_trl_trains_on(
+    tiny_base: Path, tmp_path: Path, template: str, max_length: int
+) -> None:
+    """Per-source supervised tokens equal the supervised labels of TRL's own tokenized dataset
+    (after its cut at max_length), and prompt tokens the rest."""
+    params = parse(SFTParams, {**FAST, "template": template, "max_length": max_length}, "sft")
+    records = demo_records()
+    trainer, counts = build_trainer(params, 42, records, tiny_base, tmp_path)
+    source_of = {r["prompt"]: r["source"] for r in records}
+    expected: dict[str, list[int]] = {}
+    for example in trainer.train_dataset:  # without the examples TRL dropped (no supervised token left)
+        prompt = example["prompt"] if template == "paper" else example["prompt"][0]["content"]
+        ids, mask = example["input_ids"], [label != -100 for label in example["labels"]]
+        assert len(ids) <= max_length
+        totals = expected.setdefault(source_of[prompt], [0, 0, 0])
+        totals[0], totals[1], totals[2] = totals[0] + 1, totals[1] + len(ids) - sum(mask), totals[2] + sum(mask)
+    sources = counts["sources"]
+    assert {s: [c["examples"], c["prompt_tokens"], c["supervised_tokens"]] for s, c in sources.items()} == expected
+    assert sum(c["supervised_share"] for c in sources.values()) == pytest.approx(1.0, abs=1e-5)
+    if template == "paper":  # P3's answers are a few words: far below a third of the supervised tokens
+        assert sources["p3"]["supervised_share"] < 0.2 < sources["alpaca"]["supervised_share"]
 
 
 @pytest.mark.parametrize("batching", ["padded", "padding_free", "packed"])

@@ -3,7 +3,6 @@ claims.json and plots/*.png to the out dir (deterministic, each file atomic)."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -14,12 +13,13 @@ from instmix.core.params import StageError
 from instmix.core.vocab import BASE, SKILLS, SWEEP_SETTINGS, TASKS
 from instmix.report.claims import DELTA_CLAIMS
 from instmix.report.curves import CURVE_METRICS
+from instmix.report.export import token_section, write_csv, write_olmix
 from instmix.report.header import header, read_setup
 from instmix.report.items import Resampler, by_setting
 from instmix.report.layout import DASH, PLOT_FILES, TABLE1_ROWS, TABLE2_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import Figures
-from instmix.report.plots import make_plots
+from instmix.report.plots import Spread, make_plots
 from instmix.report.runs import Run, read_loss_curve, read_mix, read_paper, read_runs
 from instmix.report.stats import Stat, replicates, stats_of
 from instmix.report.sweeps import sweep_points
@@ -36,7 +36,7 @@ from instmix.report.verdicts import claims_json, evaluate_claims
 PLOT_TITLES = {
     "benchmarks.png": "Table 1 benchmarks by setting", "ratio_sweep.png": "ratio sweep",
     "count_sweep.png": "instance-count sweep", "flask_profile.png": "FLASK skill profiles",
-    "loss_curves.png": "training loss curves",
+    "loss_curves.png": "training loss curves", "claims_forest.png": "the claims: delta and interval",
 }  # fmt: skip
 FAMILIES = (
     ("NLP benchmarks", (*TASKS, "nlp_avg"), TABLE1_ROWS),
@@ -76,10 +76,7 @@ def plots_section(figures: Figures) -> list[str]:
 def write_outputs(out: Path, lines: Sequence[str], columns: list[str], body: list[list[str]], claims: Any) -> None:
     with atomic_open(out / "results.md") as handle:
         handle.write("\n".join(lines).rstrip("\n") + "\n")
-    with atomic_open(out / "results.csv") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(body)
+    write_csv(out / "results.csv", [columns, *body])
     write_json(out / "claims.json", claims)
 
 
@@ -110,12 +107,13 @@ def build_report(
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
     curve_results = results[len(DELTA_CLAIMS) : len(DELTA_CLAIMS) + len(CURVE_METRICS)]
     marks = {m: r.mark for m, r in zip(CURVE_METRICS, curve_results, strict=True)}
-    figures = make_plots(out, stats, paper, params, sweeps, marks, curves, runs)
+    spread = Spread(stats, resampler if resampler.common else None, params.confidence)
+    figures = make_plots(out, spread, paper, params, sweeps, marks, curves, runs, results)
 
     lines = header(runs, setup, mix, params) + claims_section(results, params)
     benchmark_prompts = bool((setup.fetched.get("p3") or {}).get("benchmark_tasks"))
     lines += tables_section(stats, paper, params.sizes, benchmark_prompts, resampler, params.confidence)
-    lines += factorial_section(stats, resampler, params.confidence)
+    lines += token_section(runs) + factorial_section(stats, resampler, params.confidence)
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])
@@ -123,5 +121,6 @@ def build_report(
     if notes := missing_notes(stats):
         lines += ["## Missing data", "", *[f"- {n}" for n in notes], ""]
     columns, body = csv_rows(runs, mix)
+    write_olmix(out / "olmix", runs)
     write_outputs(out, lines, columns, body, claims_json(results) | {"params": asdict(params)})
     return {"models": len(runs), "plots": figures.written, "claims": {r.id: r.mark for r in results}}

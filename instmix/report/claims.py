@@ -83,6 +83,7 @@ class ClaimResult:
     detail: str = ""
     paper: dict[str, str] = field(default_factory=dict)
     decimals: int = 2
+    sign: int = 1  # the direction the claim says the delta goes
 
 
 def mark_delta(sign: int, delta: float, interval: tuple[float, float] | None) -> str:
@@ -133,7 +134,7 @@ def seeds_detail(used: Mapping[str, int]) -> str:
 def evaluate_delta_claim(
     claim: DeltaClaim, reps: Replicates, params: ReportParams, resampler: Resampler | None = None
 ) -> ClaimResult:
-    result = ClaimResult(claim.id, claim.text, claim.measure, "not evaluable", decimals=claim.decimals)
+    result = ClaimResult(claim.id, claim.text, claim.measure, "not evaluable", decimals=claim.decimals, sign=claim.sign)
     point = Values(reps)
     delta = float(claim.delta(point))
     if point.missing:

@@ -28,6 +28,7 @@ def evaluate_curve_claim(
         f"{label} vs ratio: y[1] - y[0] < 0 and argmax after argmin",
         "not enough points",
         decimals=2,
+        sign=-1,  # the claimed first step is a fall
     )
     present = [p for p in points if reps.get(p.setting, {}).get(metric)]
     result.paper = {"7b": "holds (Figure 2: peak at 1.5, dip at 2.0)", "13b": "not run"}

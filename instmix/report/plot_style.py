@@ -68,12 +68,13 @@ def finish(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def top_legend(fig: Any, ax: Any, spread: bool) -> None:
-    """One legend above all panels: a grey patch for our bars (coloured by setting), the paper's markers."""
+def top_legend(fig: Any, ax: Any, errors: str) -> None:
+    """One legend above all panels: a grey patch for our bars (coloured by setting), the paper's markers.
+    `errors`: what the error bars show ('' when there are none)."""
     from matplotlib.patches import Patch
 
     handles, labels = ax.get_legend_handles_labels()
-    ours = "this run (bar colour = setting" + (", error bar = std over seeds)" if spread else ")")
+    ours = "this run (bar colour = setting" + (f", error bar = {errors})" if errors else ")")
     handles, labels = [Patch(facecolor="#bbbbbb", edgecolor="#555555"), *handles], [ours, *labels]
     fig.legend(
         handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0), fontsize=9, frameon=False

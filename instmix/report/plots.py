@@ -7,27 +7,64 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from instmix.core.vocab import BASE_ROW, SKILLS
+from instmix.report.claims import ClaimResult
 from instmix.report.curves import CURVE_METRICS
+from instmix.report.forest import plot_forest
 from instmix.report.layout import PLOT_FILES, SIZE_LABEL, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import PAPER_STYLE, SETTING_COLORS, Figures, finish, palette, top_legend
 from instmix.report.runs import Run
-from instmix.report.stats import Stat
+from instmix.report.stats import Stat, percentile_interval
 from instmix.report.sweeps import Point, SweepKind
 from instmix.report.tables import fmt_stat
 
 Stats = Mapping[str, Mapping[str, Stat]]
+Draws = Callable[[str, str], Any]  # (setting, metric) -> bootstrap draws of its mean, or None
 
 
-def plot_benchmarks(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], path: Path) -> str | None:
+@dataclass(frozen=True)
+class Spread:
+    """Error bars: the paired bootstrap interval of each value (instmix.report.items) where there are
+    per-item files, else ± std over seeds; none where neither."""
+
+    stats: Stats
+    draws: Draws | None = None
+    confidence: float = 0.95
+
+    def label(self) -> str:
+        if self.draws is None:
+            return "std over seeds"
+        return f"{self.confidence:.0%} paired bootstrap interval (std over seeds without per-item files)"
+
+    def errors(self, settings: Sequence[str], key: str, centre: Sequence[float], ref: str | None = None) -> Any:
+        """[[below], [above]] around `centre` (values, or their change from `ref`'s), or None if all 0."""
+        below, above = [], []
+        for setting, value in zip(settings, centre, strict=True):
+            draws = self.draws(setting, key) if self.draws is not None else None
+            base = self.draws(ref, key) if self.draws is not None and ref is not None else 0.0
+            if draws is not None and base is not None:
+                low, high = percentile_interval(draws - base, self.confidence)
+                below.append(max(0.0, value - low))
+                above.append(max(0.0, high - value))
+            else:
+                stat = self.stats.get(setting, {}).get(key)
+                std = stat.std if stat is not None and stat.std is not None else 0.0
+                below.append(std)
+                above.append(std)
+        return [below, above] if any(below) or any(above) else None
+
+
+def plot_benchmarks(spread: Spread, paper: Mapping[str, Any], sizes: Sequence[str], path: Path) -> str | None:
     import matplotlib.pyplot as plt
 
+    stats = spread.stats
     columns = [k for k in TABLE1_COLUMNS if any(k in stats.get(s, {}) for s in TABLE1_ROWS)]
     if not columns:
         return f"no NLP or HumanEval metrics for {TABLE1_ROWS[0]} … {TABLE1_ROWS[-1]}"
@@ -35,13 +72,13 @@ def plot_benchmarks(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str]
     rows = math.ceil(len(columns) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     x = np.arange(len(TABLE1_ROWS))
+    bars = False
     for ax, key in zip(axes.flat, columns, strict=False):
         means = [stats.get(s, {}).get(key) for s in TABLE1_ROWS]
         heights = [m.mean if m else 0.0 for m in means]
-        errors = [m.std if m and m.std is not None else 0.0 for m in means]
-        ax.bar(
-            x, heights, yerr=errors if any(errors) else None, color=[SETTING_COLORS[s] for s in TABLE1_ROWS], capsize=2
-        )
+        errors = spread.errors(TABLE1_ROWS, key, heights)
+        ax.bar(x, heights, yerr=errors, color=[SETTING_COLORS[s] for s in TABLE1_ROWS], capsize=2)
+        bars |= errors is not None
         for i, m in enumerate(means):
             if m is None:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
@@ -59,21 +96,22 @@ def plot_benchmarks(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str]
         ax.grid(axis="y", alpha=0.3)
     for ax in axes.flat[len(columns) :]:
         ax.axis("off")
-    spread = any(m.std is not None for s in TABLE1_ROWS for m in stats.get(s, {}).values())
-    top_legend(fig, axes.flat[0], spread)
+    top_legend(fig, axes.flat[0], spread.label() if bars else "")
     fig.suptitle("Table 1 benchmarks by training mixture", y=1.04, fontsize=11)
     finish(fig, path)
     return None
 
 
 def plot_sweep(
-    kind: SweepKind, points: Sequence[Point], stats: Stats,
+    kind: SweepKind, points: Sequence[Point], spread: Spread,
     paper: Mapping[str, Any], sizes: Sequence[str], marks: Mapping[str, str], path: Path,
 ) -> str | None:  # fmt: skip
     """Each metric as the change from the sweep's first point, so that a 135M model's curve and the
-    paper's 7B end points (Figure 2 is 7B only; its ends are table settings) share one axis."""
+    paper's 7B end points (Figure 2 is 7B only; its ends are table settings) share one axis; error
+    bars are each change's paired interval."""
     import matplotlib.pyplot as plt
 
+    stats = spread.stats
     metrics = [m for m in CURVE_METRICS if sum(m in stats.get(p.setting, {}) for p in points) >= 2]
     if not metrics:
         return f"fewer than 2 {kind} sweep points with NLP avg or pass@1"
@@ -83,12 +121,12 @@ def plot_sweep(
         present = [p for p in points if metric in stats.get(p.setting, {})]
         first = present[0]
         ref = stats[first.setting][metric].mean
-        ms = [stats[p.setting][metric] for p in present]
-        errors = [m.std or 0.0 for m in ms]
+        changes = [stats[p.setting][metric].mean - ref for p in present]
+        errors = spread.errors([p.setting for p in present], metric, changes, first.setting)
         ax.axhline(0, color="#999999", linewidth=0.8)
         ax.errorbar(
-            [p.x for p in present], [m.mean - ref for m in ms], yerr=errors if any(errors) else None,
-            marker="o", color="#1f77b4", capsize=3, label="this run" + (" (± std over seeds)" if any(errors) else ""),
+            [p.x for p in present], changes, yerr=errors, marker="o", color="#1f77b4", capsize=3,
+            label="this run" + (f" ({spread.label()})" if errors is not None else ""),
         )  # fmt: skip
         ticks = [f"{p.x:g}" + ("" if p.role == "sweep" else f"\n({p.setting})") for p in present]
         ax.set_xticks([p.x for p in present], ticks, fontsize=8)
@@ -115,25 +153,24 @@ def plot_sweep(
     return None
 
 
-def plot_flask(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], path: Path) -> str | None:
+def plot_flask(spread: Spread, paper: Mapping[str, Any], sizes: Sequence[str], path: Path) -> str | None:
     import matplotlib.pyplot as plt
 
+    stats = spread.stats
     rows = [s for s in TABLE2_ROWS if any(k in stats.get(s, {}) for k in SKILLS)]
     if not rows:
         return "no FLASK metrics for A … ACP"
     fig, axes = plt.subplots(2, 4, figsize=(16, 7.2), sharey=True)
     x = np.arange(len(SKILLS))
     labels = [TABLE2_COLUMNS[k].rstrip(".") for k in SKILLS]
+    bars = False
     for ax, setting in zip(axes.flat, TABLE2_ROWS, strict=False):
         ours = [stats.get(setting, {}).get(k) for k in SKILLS]
-        errors = [m.std or 0.0 if m else 0.0 for m in ours]
-        ax.bar(
-            x,
-            [m.mean if m else 0.0 for m in ours],
-            yerr=errors if any(errors) else None,
-            color=SETTING_COLORS[setting],
-            capsize=2,
-        )
+        heights = [m.mean if m else 0.0 for m in ours]
+        errors = [spread.errors([setting], k, [h]) for k, h in zip(SKILLS, heights, strict=True)]
+        yerr = [[e[0][0] if e else 0.0 for e in errors], [e[1][0] if e else 0.0 for e in errors]]
+        bars |= any(e is not None for e in errors)
+        ax.bar(x, heights, yerr=yerr if bars else None, color=SETTING_COLORS[setting], capsize=2)
         for size in sizes:
             ys = [paper["table2"].get(size, {}).get(setting, {}).get(k, np.nan) for k in SKILLS]
             ax.plot(x, ys, linestyle="none", markersize=5, label=f"paper {SIZE_LABEL[size]}", **PAPER_STYLE[size])
@@ -154,7 +191,7 @@ def plot_flask(stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], pat
     last.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     last.grid(alpha=0.3)
     last.legend(fontsize=7, ncol=2, loc="best")
-    top_legend(fig, axes.flat[0], any(m.std is not None for s in rows for m in stats[s].values()))
+    top_legend(fig, axes.flat[0], spread.label() if bars else "")
     fig.suptitle("FLASK skill profile per training mixture (Table 2)", y=1.04, fontsize=11)
     finish(fig, path)
     return None
@@ -191,8 +228,8 @@ def plot_losses(
 
 
 def make_plots(
-    out: Path, stats: Stats, paper: Mapping[str, Any], params: ReportParams,
-    sweeps: Mapping[str, list[Point]], marks: Mapping[str, str], curves: Mapping[str, Any], runs: Mapping[str, Run],
+    out: Path, spread: Spread, paper: Mapping[str, Any], params: ReportParams, sweeps: Mapping[str, list[Point]],
+    marks: Mapping[str, str], curves: Mapping[str, Any], runs: Mapping[str, Run], claims: Sequence[ClaimResult],
 ) -> Figures:  # fmt: skip
     import matplotlib
 
@@ -203,11 +240,12 @@ def make_plots(
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     jobs: dict[str, Callable[[Path], str | None]] = {  # one per PLOT_FILES entry, in that order
-        "benchmarks.png": lambda p: plot_benchmarks(stats, paper, params.sizes, p),
-        "ratio_sweep.png": lambda p: plot_sweep("ratio", sweeps["ratio"], stats, paper, params.sizes, marks, p),
-        "count_sweep.png": lambda p: plot_sweep("count", sweeps["count"], stats, paper, params.sizes, marks, p),
-        "flask_profile.png": lambda p: plot_flask(stats, paper, params.sizes, p),
+        "benchmarks.png": lambda p: plot_benchmarks(spread, paper, params.sizes, p),
+        "ratio_sweep.png": lambda p: plot_sweep("ratio", sweeps["ratio"], spread, paper, params.sizes, marks, p),
+        "count_sweep.png": lambda p: plot_sweep("count", sweeps["count"], spread, paper, params.sizes, marks, p),
+        "flask_profile.png": lambda p: plot_flask(spread, paper, params.sizes, p),
         "loss_curves.png": lambda p: plot_losses(curves, runs, p),
+        "claims_forest.png": lambda p: plot_forest(claims, params.sizes, p),
     }
     assert tuple(jobs) == PLOT_FILES
     with plt.rc_context({"font.family": "DejaVu Sans", "svg.hashsalt": "instmix"}):

@@ -55,7 +55,37 @@ def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     ]
 
 
-def preflight(tokenizer: Any, records: list[Record], params: SFTParams) -> dict[str, int]:
+def full_lengths(tokenizer: Any, records: list[Record], template: str) -> list[int]:
+    """Tokens of each whole example as TRL builds it (paper: prompt + completion + EOS)."""
+    if template == "chat":
+        examples = [to_example(r, "chat") for r in records]
+        ids = [tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=True, return_dict=True)
+               for e in examples]  # fmt: skip
+        return [len(i["input_ids"]) for i in ids]
+    texts = [r["prompt"] + to_example(r, "paper")["completion"] for r in records]
+    return [len(ids) + 1 for ids in tokenizer(texts)["input_ids"]]
+
+
+def token_accounting(
+    records: list[Record], prompts: list[int], full: list[int], max_length: int
+) -> dict[str, dict[str, Any]]:
+    """Per source: the examples trained on, their prompt tokens and supervised (response) tokens
+    after the cut at max_length, and the source's share of the mixture's supervised tokens: the gradient signal each
+    source gets (P3's responses are a few words, so "20K each" is not "a third each")."""
+    per: dict[str, dict[str, Any]] = {}
+    for record, prompt, whole in zip(records, prompts, full, strict=True):
+        counts = per.setdefault(record["source"], {"examples": 0, "prompt_tokens": 0, "supervised_tokens": 0})
+        if min(whole, max_length) > prompt:  # TRL drops an example left without a supervised token
+            counts["examples"] += 1
+            counts["prompt_tokens"] += prompt
+            counts["supervised_tokens"] += min(whole, max_length) - prompt
+    total = sum(c["supervised_tokens"] for c in per.values()) or 1
+    for counts in per.values():
+        counts["supervised_share"] = round(counts["supervised_tokens"] / total, 6)
+    return dict(sorted(per.items()))
+
+
+def preflight(tokenizer: Any, records: list[Record], params: SFTParams) -> dict[str, Any]:
     """Refuse, before the model is loaded, inputs that cannot train anything."""
     if not records:
         raise StageError("the mixture is empty")
@@ -73,7 +103,8 @@ def preflight(tokenizer: Any, records: list[Record], params: SFTParams) -> dict[
             f"no example keeps a supervised token: every prompt is at least sft.max_length={params.max_length} tokens "
             f"(shortest prompt: {min(lengths)}); raise sft.max_length"
         )
-    return {"examples": len(records), "examples_without_supervised_tokens": cut}
+    sources = token_accounting(records, lengths, full_lengths(tokenizer, records, params.template), params.max_length)
+    return {"examples": len(records), "examples_without_supervised_tokens": cut, "sources": sources}
 
 
 # ---------------------------------------------------------------------------- training
@@ -123,7 +154,7 @@ def build_trainer(
     base: Path,
     checkpoints: Path,
     callbacks: Sequence[Any] = (),
-) -> tuple[Any, dict[str, int]]:
+) -> tuple[Any, dict[str, Any]]:
     """The SFTTrainer for this run, and the data counts of the preflight check."""
     import torch
     from datasets import Dataset
@@ -274,7 +305,7 @@ def train(
         "wall_seconds": round(wall, 2),
         "tokens_per_second": round(state.num_input_tokens_seen / wall, 1),
         "peak_memory_gb": round(peak_memory_gb(), 3),
-        **counts,  # examples, and those left without a supervised token by max_length (not trained on)
+        **counts,  # examples, those left without a supervised token by max_length, tokens per source
         "resumed": resume,
         "runtime": asdict(resolve_runtime(params)),  # what the `auto` params meant on this machine
         "params": asdict(params) | {"seed": seed},
