@@ -58,7 +58,7 @@ def test_tables_have_the_paper_layout_and_numbers(tmp_path: Path, workdir: Path)
     assert "hf:tiny-judge, 12 instances" in header["FLASK judge"] and "limit 20 items" in header["NLP benchmarks"]
     assert header["seeds"] == "one run per setting (seeds 42)"
     assert "- judge model tiny-judge (paper: GPT-4-0613): another judge" in markdown
-    assert "report: 13 models, 6 plots" in stdout
+    assert "report: 13 models, 7 plots" in stdout
     with open(tmp_path / "out/results.csv", newline="") as handle:
         rows = {r["model"]: r for r in csv.DictReader(handle)}
     sweeps = ["ratio-42", "count-42", "ratio-0.5-42", "ratio-1.5-42", "count-4-42"]

@@ -37,6 +37,7 @@ PLOT_TITLES = {
     "benchmarks.png": "Table 1 benchmarks by setting", "ratio_sweep.png": "ratio sweep",
     "count_sweep.png": "instance-count sweep", "flask_profile.png": "FLASK skill profiles",
     "loss_curves.png": "training loss curves", "claims_forest.png": "the claims: delta and interval",
+    "factorial.png": "each source's Shapley value",
 }  # fmt: skip
 FAMILIES = (
     ("NLP benchmarks", (*TASKS, "nlp_avg"), TABLE1_ROWS),

@@ -66,3 +66,10 @@ def attribution(y: Callable[[str], Any]) -> dict[str, Any]:
 
 def complete(means: Mapping[str, Mapping[str, Any]], metric: str) -> bool:
     return all(metric in means.get(s, {}) for s in SETTINGS)
+
+
+def estimate(point: Callable[[str], Any], draws: Callable[[str], Any] | None) -> tuple[dict[str, Any], dict | None]:
+    """The attribution of the point estimates, and of the bootstrap draws when every setting has them."""
+    per = {s: draws(s) for s in SETTINGS} if draws is not None else {}
+    drawn = attribution(per.__getitem__) if per and all(v is not None for v in per.values()) else None
+    return attribution(point), drawn

@@ -21,7 +21,7 @@ METRIC_NAMES = {**TABLE1_COLUMNS, "flask_avg": "FLASK avg"}
 """Names of metrics in 'missing: <setting> <name>' notes."""
 SIZE_LABEL = {"7b": "LLaMA-2-7B", "13b": "LLaMA-2-13B"}
 PLOT_FILES = ("benchmarks.png", "ratio_sweep.png", "count_sweep.png", "flask_profile.png", "loss_curves.png",
-              "claims_forest.png")  # fmt: skip
+              "claims_forest.png", "factorial.png")  # fmt: skip
 DASH = "—"
 MARK_BENCHMARK_PROMPTS = "†"  # a setting trained on P3 prompts built from an evaluated benchmark
 

@@ -16,7 +16,7 @@ import numpy as np
 from instmix.core.vocab import BASE_ROW, SKILLS
 from instmix.report.claims import ClaimResult
 from instmix.report.curves import CURVE_METRICS
-from instmix.report.forest import plot_forest
+from instmix.report.effect_plots import plot_factorial, plot_forest
 from instmix.report.layout import PLOT_FILES, SIZE_LABEL, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import PAPER_STYLE, SETTING_COLORS, Figures, finish, palette, top_legend
@@ -246,6 +246,7 @@ def make_plots(
         "flask_profile.png": lambda p: plot_flask(spread, paper, params.sizes, p),
         "loss_curves.png": lambda p: plot_losses(curves, runs, p),
         "claims_forest.png": lambda p: plot_forest(claims, params.sizes, p),
+        "factorial.png": lambda p: plot_factorial(spread.stats, spread.draws, spread.confidence, p),
     }
     assert tuple(jobs) == PLOT_FILES
     with plt.rc_context({"font.family": "DejaVu Sans", "svg.hashsalt": "instmix"}):

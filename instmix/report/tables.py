@@ -156,11 +156,9 @@ def factorial_section(stats: Stats, draws: Draws | None = None, confidence: floa
         if not factorial.complete(stats, metric):
             body.append([label, *(DASH for _ in columns)])
             continue
-        point = factorial.attribution(lambda s, m=metric: stats[s][m].mean)
-        per_setting = {s: draws(s, metric) if draws else None for s in factorial.SETTINGS}
-        drawn = None
-        if all(d is not None for d in per_setting.values()):
-            drawn = factorial.attribution(per_setting.__getitem__)
+        point, drawn = factorial.estimate(
+            lambda s, m=metric: stats[s][m].mean, None if draws is None else lambda s, m=metric: draws(s, m)
+        )
         cells = []
         for column in columns:
             interval = percentile_interval(drawn[column], confidence) if drawn else None
