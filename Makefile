@@ -27,6 +27,7 @@ gpu: install
 	$(BIN)/pip install --quiet -r requirements-gpu.txt
 
 demo: install
+	python -m stages.check
 	dvc repro
 
 test: install

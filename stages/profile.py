@@ -4,7 +4,7 @@
 
 Not a DVC stage: it edits params.yaml (keeping its comments) and sets its `profile` key;
 `dvc exp run -S key=value` and `dvc repro` then work on top as usual. `{data}` in a profile
-stands for --data (default ../shared/data).
+stands for --data (default ../shared/data), written as an absolute path.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--data", default=DEFAULT_DATA, help="directory of real files for the local profile")
     parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
     args = parser.parse_args(argv)
-    apply(args.name, args.params, args.data)
+    # Absolute: `dvc exp run --queue/--temp` runs in a copy under .dvc/tmp/exps, where ../shared/data is elsewhere.
+    apply(args.name, args.params, str(Path(args.data).resolve()))
     print(f"{args.params}: profile {args.name}")
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instmix.core.params import ParamsError, StageError, cli, load, parse, read_section
-from instmix.core.vocab import SETTINGS
+from instmix.check import check_seeds, check_settings
+from instmix.core.params import StageError, cli, load, read_section
 from instmix.report.build import build_report
 from instmix.report.params import ReportParams
 
@@ -30,11 +30,8 @@ def main(argv: list[str]) -> None:
         raise StageError(USAGE)
     data_dir, reports, base_metrics, paper_file, setup_file, out = map(Path, argv[:6])
     params = load(ReportParams, "report")
-    if not parse(list[int], read_section("seeds"), "seeds"):
-        raise ParamsError("seeds", [], "at least one training seed, e.g. [42] (an empty list trains no model)")
-    settings = parse(list[str], read_section("settings"), "settings")
-    if not settings or len(set(settings)) < len(settings) or not set(settings) <= set(SETTINGS):
-        raise ParamsError("settings", settings, f"a non-empty list of distinct settings from {', '.join(SETTINGS)}")
+    check_seeds(read_section("seeds"))
+    check_settings(read_section("settings"))
     for path, what in ((paper_file, "the paper's published numbers"), (setup_file, "the paper's setup")):
         if not path.is_file():
             raise StageError(f"{path}: no such file ({what})")

@@ -222,7 +222,7 @@ def test_bad_sources_stop_with_one_line_and_write_nothing(bench_dir: Path, task:
 def test_a_missing_source_names_the_params_key(bench_dir: Path) -> None:
     set_params(bench_dir, **{"eval.benchmarks.piqa": "no/such/file.jsonl"})
     result = run_stage("benchmarks", "piqa", "data/benchmarks/piqa", cwd=bench_dir)
-    assert result.returncode == 2 and "eval.benchmarks.piqa='no/such/file.jsonl'" in result.stderr
+    assert result.returncode == 2 and "eval.benchmarks.piqa=no/such/file.jsonl" in result.stderr
 
 
 # ---------------------------------------------------------------------------- ../shared/data

@@ -40,7 +40,7 @@ def test_alpaca_records_follow_the_schema(workdir: Path) -> None:
     assert len({r["id"] for r in records}) == len(records)
     # 26 rows in the demo file, one of them Alpaca's "<nooutput>" placeholder.
     assert metrics["rows_read"] == 26 and metrics["records"] == 25
-    assert metrics["dropped"]["empty_response"] == 1
+    assert metrics["dropped"]["placeholder_response"] == 1
     with_input = next(r for r in records if r["orig_id"] == "1")
     assert (
         with_input["prompt"]
@@ -121,13 +121,72 @@ def test_broken_p3_line_names_file_and_line(workdir: Path) -> None:
     assert f"{task}:8: invalid JSON line" in fails(workdir, "p3")
 
 
+# ---------------------------------------------------------------------------- hostile input (issue 13)
+
+
+def test_real_alpaca_placeholders_are_matched_by_the_normalised_rule(workdir: Path, shared_data: Path) -> None:
+    sample = shared_data / "alpaca" / "alpaca_data_sample.json"
+    set_params(workdir, **{"fetch.alpaca.path": str(sample)})
+    records, metrics = fetched(workdir, "alpaca")
+    assert metrics["cleaned"]["placeholder_input"] == 24  # "Noinput" 9, "No input." 8, "<no input>" 7
+    assert metrics["dropped"]["placeholder_response"] == 2  # rows 306 (<No output>) and 1502 (<noinput>)
+    by_row = {r["orig_id"]: r for r in records}
+    assert "306" not in by_row and "1502" not in by_row
+    assert by_row["563"]["prompt"].endswith("the customer.")  # its input "Noinput": no input
+    assert by_row["566"]["prompt"].endswith("John Donne\n\nNoinput")  # real text before it: kept as it is
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [('[{"instruction": "a", "input": "", "output": 1' + "0" * 5000 + "}]", "an integer of more than 4,300 digits"),
+     ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+     ('[{"instruction": "x", "output": "y"', "(column ")],
+)  # fmt: skip
+def test_hostile_json_is_one_line_and_writes_nothing(
+    workdir: Path, alpaca_copy: Path, content: str, message: str
+) -> None:
+    alpaca_copy.write_text(content)
+    assert message in fails(workdir, "alpaca")
+
+
+def test_bad_text_is_cleaned_or_dropped_and_counted(workdir: Path, alpaca_copy: Path) -> None:
+    rows = json.loads(alpaca_copy.read_text())
+    rows[0]["instruction"] = "lone \ud800 surrogate"  # parses; cannot be written as UTF-8
+    rows[1]["output"] = "nul\u0000 and bell\u0007 inside"
+    rows[2]["output"] = "x" * 100_001
+    alpaca_copy.write_text(json.dumps(rows, ensure_ascii=True))
+    alpaca_copy.write_bytes(b"\xef\xbb\xbf" + alpaca_copy.read_bytes())  # a byte order mark is accepted
+    records, metrics = fetched(workdir, "alpaca")
+    assert metrics["dropped"]["invalid_unicode"] == 1 and metrics["dropped"]["too_long"] == 1
+    assert metrics["cleaned"]["control_characters"] == 1
+    cleaned = next(r for r in records if r["orig_id"] == "1")
+    assert cleaned["response"] == "nul and bell inside"
+    assert (workdir / "out/x.jsonl").read_bytes().decode("utf-8")  # everything written is valid UTF-8
+
+
+def test_p3_folder_problems_name_the_folder(workdir: Path) -> None:
+    p3 = workdir / "p3"
+    p3.mkdir()
+    (p3 / "tasks.json").write_text("[]")
+    set_params(workdir, **{"fetch.p3.path": str(p3)})
+    assert f"{p3}: no P3 task files (<task>.jsonl or <task>/train-*.parquet); found 1 other files" in fails(
+        workdir, "p3"
+    )
+    shutil.copy(DEMO / "p3" / "ag_news_classify.jsonl", p3)
+    set_params(workdir, **{"fetch.p3.datasets": ["imdb"]})
+    assert f"no P3 task file in {p3} matches fetch.p3.datasets=['imdb'] (1 tasks there)" in fails(workdir, "p3")
+    set_params(workdir, **{"fetch.p3.datasets": "t0_train"})
+    _, metrics = fetched(workdir, "p3")
+    assert metrics["skipped_files"] == 1  # tasks.json: counted, not read
+
+
 # ---------------------------------------------------------------------------- P3 hygiene
 
 
 def test_benchmark_dataset_in_params_is_refused(workdir: Path) -> None:
     set_params(workdir, **{"fetch.p3.datasets": ["ag_news", "ai2_arc_ARC_Challenge"]})
     err = fails(workdir, "p3")  # validated before any source is read
-    assert "fetch.p3.datasets[1]='ai2_arc_ARC_Challenge'" in err and "ARC" in err and "allow_benchmarks" in err
+    assert "fetch.p3.datasets[1]=ai2_arc_ARC_Challenge" in err and "ARC" in err and "allow_benchmarks" in err
     # each fetch stage reads only its own source's section: alpaca is not held up by p3's params
     assert run_stage("fetch", "alpaca", "a.jsonl", cwd=workdir).returncode == 0
 
@@ -151,8 +210,8 @@ def test_benchmark_tasks_need_the_explicit_override(workdir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"fetch.p3.allow_benchmarks": False}, "fetch.p3.allow_benchmarks=False is not allowed: true with datasets"),
-     ({"fetch.p3.max_per_task": None}, "fetch.p3.max_per_task=None is not allowed: 1000 with datasets: paper")],
+    [({"fetch.p3.allow_benchmarks": False}, "fetch.p3.allow_benchmarks=false is not allowed: true with datasets"),
+     ({"fetch.p3.max_per_task": None}, "fetch.p3.max_per_task=null is not allowed: 1000 with datasets: paper")],
 )  # fmt: skip
 def test_the_papers_pool_is_an_explicit_sensitivity_arm(workdir: Path, change: dict, message: str) -> None:
     p3 = workdir / "p3"

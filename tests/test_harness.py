@@ -131,7 +131,7 @@ def test_local_configs_read_only_the_converted_files(demo_benchmarks: Path) -> N
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [("eval.nlp.limit", 0, "eval.nlp.limit=0"), ("eval.nlp.batch_size", 0, "eval.nlp.batch_size=0"),
-     ("eval.nlp.tasks", [], "eval.nlp.tasks=[]"), ("eval.nlp.tasks", ["boolq"], "eval.nlp.tasks[0]='boolq'"),
+     ("eval.nlp.tasks", [], "eval.nlp.tasks=[]"), ("eval.nlp.tasks", ["boolq"], "eval.nlp.tasks[0]=boolq"),
      ("eval.nlp.device", "tpu", "one of auto, cpu, cuda"), ("eval.nlp.num_fewshot", 5, "unknown key")],
 )  # fmt: skip
 def test_bad_params_stop_before_loading_anything(

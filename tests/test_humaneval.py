@@ -180,7 +180,7 @@ def test_execution_is_gated(workdir: Path, tiny_base: Path) -> None:
     start = time.perf_counter()
     result = run_stage("eval_code", tiny_base, "out", cwd=workdir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "eval.code.execute=False is not allowed: true" in result.stderr
+    assert "eval.code.execute=false is not allowed: true" in result.stderr
     assert time.perf_counter() - start < 15 and not (workdir / "out").exists()  # refused before loading
 
 

@@ -172,6 +172,6 @@ def test_the_stage_reads_its_own_section(workdir: Path, demo_flask: Path) -> Non
     result = run_stage("judge", "answers.jsonl", demo_flask, "out", "cache", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: params.yaml: eval.judge.backend='anthropic' is not allowed: one of openai, hf"
+        "error: params.yaml: eval.judge.backend=anthropic is not allowed: one of openai, hf"
     )
     assert not (workdir / "out").exists()

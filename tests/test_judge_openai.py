@@ -178,4 +178,4 @@ def test_the_key_itself_is_refused_as_a_variable_name(workdir: Path, run_judge: 
     openai_params(workdir, "http://127.0.0.1:9/v1", api_key_env=KEY)
     result = run_judge(workdir)
     assert result.returncode == 2 and KEY not in result.stderr
-    assert "eval.judge.api_key_env='<hidden>' is not allowed" in result.stderr
+    assert "eval.judge.api_key_env=<hidden> is not allowed" in result.stderr

@@ -207,4 +207,4 @@ def test_an_empty_seed_list_is_refused(project: Path) -> None:
         cwd=project, env=stage_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "seeds=[] is not allowed: at least one training seed" in result.stdout + result.stderr
+    assert "seeds=[] is not allowed: a non-empty list of distinct" in result.stdout + result.stderr

@@ -3,47 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
-from instmix.align.answer import AlignParams
-from instmix.align.flask import FlaskParams
-from instmix.align.judge import JudgeParams
-from instmix.code.humaneval import CodeParams
+from instmix.check import sections
 from instmix.core import hub
 from instmix.core.files import read_jsonl
 from instmix.core.params import load
 from instmix.core.profile import apply, leaf_keys, profile_names, read_profile
-from instmix.data.decontam import DecontamParams
-from instmix.data.fetch import InstructionParams, P3Params
-from instmix.data.mix import MixParams
 from instmix.data.sources import benchmark_of
-from instmix.data.subsample import SubsampleParams, deduplicate
-from instmix.nlp.harness import NLPParams
-from instmix.report.params import ReportParams
-from instmix.train.base import ModelParams
-from instmix.train.config import SFTParams
-from tests.conftest import REPO, run_stage
+from instmix.data.subsample import deduplicate
+from tests.conftest import REPO, run_stage, stage_env
+from tests.test_pipeline import clean_clone, commit, dvc
 
-SECTIONS = {  # every stage's own section
-    "fetch.alpaca": InstructionParams,
-    "fetch.codealpaca": InstructionParams,
-    "fetch.p3": P3Params,
-    "subsample": SubsampleParams,
-    "mix": MixParams,
-    "model": ModelParams,
-    "sft": SFTParams,
-    "eval.flask": FlaskParams,
-    "eval.nlp": NLPParams,
-    "eval.code": CodeParams,
-    "eval.align": AlignParams,
-    "eval.judge": JudgeParams,
-    "eval.decontam": DecontamParams,
-    "report": ReportParams,
-}
+SECTIONS = sections()  # every stage's own section and its dataclass
 
 
 def test_every_profile_sets_the_same_keys() -> None:
@@ -107,3 +88,30 @@ def test_local_profile_on_the_shared_samples(tmp_path: Path, shared_data: Path) 
         assert run_stage("mix", setting, "s", f"m/{setting}.jsonl", cwd=tmp_path).returncode == 0
         assert metrics(f"m/{setting}.metrics.json")["records"] == records
     assert metrics("m/ratio.metrics.json")["records_per_source"] == {"alpaca": 1500, "codealpaca": 750, "p3": 750}
+
+
+def test_the_local_profile_writes_absolute_paths_and_its_queue_recipe_runs(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path
+) -> None:
+    """The README's "Ratio sweep as experiments" on the local profile: a queued experiment runs in a copy
+    under .dvc/tmp/exps, where a relative ../shared/data would point elsewhere."""
+    project = clean_clone(tmp_path_factory.mktemp("queue"))
+    relative = os.path.relpath(shared_data, project)
+    result = subprocess.run([sys.executable, "-m", "stages.profile", "local", "--data", relative], cwd=project,
+                            env=stage_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    path = yaml.safe_load((project / "params.yaml").read_text())["fetch"]["alpaca"]["path"]
+    assert Path(path).is_absolute() and Path(path) == (shared_data / "alpaca/alpaca_data_sample.json").resolve()
+    commit(project, "local profile")
+    dvc("exp", "run", "--queue", "mix@ratio", "-S", "mix.ratio=1.5", cwd=project)
+    dvc("queue", "start", "-j", "1", cwd=project)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=project)
+        if "Success" in status or "Failed" in status:
+            break
+        time.sleep(2)
+    assert "Success" in status, status + dvc("queue", "logs", status.split()[-1], cwd=project)
+    shown = json.dumps(json.loads(subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"],
+                       cwd=project, env=stage_env(), capture_output=True, text=True, timeout=120).stdout))  # fmt: skip
+    assert '"ratio": 1.5' in shown and "data/mix/ratio.metrics.json" in shown

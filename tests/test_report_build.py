@@ -105,7 +105,7 @@ def test_only_the_base_model_is_refused(tmp_path: Path, workdir: Path) -> None:
     build_fixture(tmp_path, sweeps=False)
     result = report_stage(tmp_path, report_workdir(workdir, seeds=[]))  # refused even where old results exist
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "seeds=[] is not allowed: at least one training seed" in result.stderr and not (tmp_path / "out").exists()
+    assert "seeds=[] is not allowed: a non-empty list of distinct" in result.stderr and not (tmp_path / "out").exists()
     for settings in ([], ["A", "A"], ["A", "X"]):
         result = report_stage(tmp_path, report_workdir(workdir, settings=settings))
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -215,7 +215,7 @@ def test_outputs_are_byte_identical_for_the_same_metrics(tmp_path: Path, workdir
 def test_bad_params_stop_the_stage_with_one_line(tmp_path: Path, workdir: Path) -> None:
     build_fixture(tmp_path, sweeps=False)
     result = report_stage(tmp_path, report_workdir(workdir, paper_size="70b"))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "report.paper_size='70b'" in result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "report.paper_size=70b" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -184,7 +184,7 @@ def test_mixture_without_supervised_tokens_is_refused(sft_dir: Path, tiny_base: 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("model.base", "no/such/model", "model.base='no/such/model'"), ("sft.lr", -1.0, "sft.lr=-1.0"),
+    [("model.base", "no/such/model", "model.base=no/such/model"), ("sft.lr", -1.0, "sft.lr=-1.0"),
      ("sft.num_processes", 2, "1 with launcher single"), ("sft.template", "alpaca", "one of paper, chat")],
 )  # fmt: skip
 def test_bad_params_stop_before_loading_anything(
@@ -205,7 +205,7 @@ def test_seed_flag_trains_a_replicate_and_is_validated(sft_dir: Path, tiny_base:
         runs[seed] = (sft_dir / seed / "report/live/plots/metrics/loss.tsv").read_text()
     assert runs["42"] != runs["7"]  # another data order: another loss curve
     result = run_stage("sft", *sft_args(sft_dir, tiny_base, seed="x"), cwd=sft_dir)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--seed='x'" in result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--seed=x" in result.stderr
     result = run_stage("sft", *sft_args(sft_dir, tiny_base)[:5], cwd=sft_dir)  # the seed is required
     assert result.returncode == 2 and "--seed N" in result.stderr
 

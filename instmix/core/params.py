@@ -29,10 +29,19 @@ class StageError(Exception):
 class ParamsError(StageError):
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{PARAMS_FILE}: {key}={value!r} is not allowed: {allowed}")
+        super().__init__(f"{PARAMS_FILE}: {key}={shown(value)} is not allowed: {allowed}")
 
     def under(self, prefix: str) -> ParamsError:
         return ParamsError(f"{prefix}.{self.key}", self.value, self.allowed)
+
+
+def shown(value: Any) -> str:
+    """A value as params.yaml spells it (false, null, '1.5', [1, 2]), on one line."""
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    except yaml.YAMLError:
+        return repr(value)
+    return text.removesuffix("\n...").removesuffix("...").strip()
 
 
 def read_section(section: str, path: str | Path = PARAMS_FILE) -> Any:
@@ -94,7 +103,7 @@ def parse(tp: Any, value: Any, key: str) -> Any:
         number = _number(value)
         if number is None or not math.isfinite(number):
             raise ParamsError(key, value, "a finite number")
-        return float(number)
+        return float(number) + 0.0  # -0.0 becomes 0.0, so that it is written as 0.0
     if tp is str:
         if isinstance(value, str) and value:
             return value

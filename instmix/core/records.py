@@ -40,8 +40,8 @@ def length_stats(records: Sequence[Record]) -> dict[str, dict[str, int]]:
     stats = {}
     for field in ("prompt", "response"):
         texts = [r[field] for r in records]
-        stats[f"{field}_chars"] = percentiles([len(t) for t in texts])
-        stats[f"{field}_words"] = percentiles([len(t.split()) for t in texts])
+        for unit, lengths in (("chars", [len(t) for t in texts]), ("words", [len(t.split()) for t in texts])):
+            stats[f"{field}_{unit}"] = percentiles(lengths) | ({"max": max(lengths)} if lengths else {})
     return stats
 
 

@@ -17,7 +17,8 @@ from instmix.core.params import ParamsError, StageError
 from instmix.core.records import Record, count_by
 from instmix.data import sources
 
-DROP_REASONS = ("missing_field", "non_text", "empty_prompt", "empty_response")
+DROP_REASONS = ("missing_field", "non_text", "empty_prompt", "empty_response", "placeholder_response")
+DROP_REASONS += ("invalid_unicode", "too_long")
 PAPER_POOL_CAP = 1000  # records per P3 task in the paper's 660K pool
 
 
@@ -83,7 +84,7 @@ def locate(
     return Path(path), {"revision": None, "commit": None}
 
 
-def select_tasks(available: list[str], params: P3Params) -> list[str]:
+def select_tasks(available: list[str], params: P3Params, directory: Path | str = "the P3 folder") -> list[str]:
     available = [t for t in available if not t.endswith("_score_eval")]  # rank-eval copies
     if params.datasets in ("all", "paper"):
         chosen = available
@@ -97,7 +98,10 @@ def select_tasks(available: list[str], params: P3Params) -> list[str]:
         wanted = sources.T0_TRAIN if params.datasets == "t0_train" else params.datasets
         chosen = [t for t in available if any(sources.belongs_to(t, d) for d in wanted)]
     if not chosen:
-        raise StageError(f"no P3 task files match fetch.p3.datasets={params.datasets!r}")
+        raise StageError(
+            f"no P3 task file in {directory} matches fetch.p3.datasets={params.datasets!r}"
+            f" ({len(available)} tasks there)"
+        )
     return chosen
 
 
@@ -111,9 +115,17 @@ def hub_patterns(params: P3Params) -> list[str]:
 
 def fetch_p3(params: P3Params, drops: sources.Drops) -> tuple[list[Record], Origin]:
     directory, origin = locate("p3", params.path, hub_patterns(params), ["*_score_eval/*"])
+    if not directory.is_dir():
+        raise ParamsError("fetch.p3.path", params.path, "a folder of <task>.jsonl or <task>/train-*.parquet files")
     task_files = sources.p3_task_files(directory)
+    used = {f for files in task_files.values() for f in files}
+    skipped = sorted(p for p in directory.rglob("*") if p.is_file() and p not in used and not p.name.startswith("."))
+    if not task_files:
+        found = f"{len(skipped)} other files" if skipped else "nothing"
+        raise StageError(f"{directory}: no P3 task files (<task>.jsonl or <task>/train-*.parquet); found {found}")
     records = []
-    for task in select_tasks(list(task_files), params):
+    drops["skipped_files"] = len(skipped)  # files in the folder that are not a task's
+    for task in select_tasks(list(task_files), params, directory):
         task_records = sources.read_p3_task(task, task_files[task], drops)
         if params.max_per_task is not None and len(task_records) > params.max_per_task:
             keep = random.Random(f"{params.seed}:{task}").sample(range(len(task_records)), params.max_per_task)
@@ -135,13 +147,15 @@ def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, An
         assert isinstance(params, InstructionParams)
         records = list(sources.read_instructions(source, path, drops, params.join))
     metrics: dict[str, Any] = {
-        "rows_read": len(records) + sum(drops.values()),
+        "rows_read": len(records) + sum(drops[reason] for reason in DROP_REASONS),
         "records": len(records),
         "dropped": {reason: drops[reason] for reason in DROP_REASONS},
+        "cleaned": {kind: drops[kind] for kind in sources.CLEAN_KINDS},
         **origin,
         "params": asdict(params),
     }
     if source == "p3":
+        metrics["skipped_files"] = drops["skipped_files"]
         metrics["tasks"] = len({r["task"] for r in records})
         metrics["records_per_task"] = count_by(records, "task")
         # Tasks whose prompts are built from an evaluated benchmark (only with allow_benchmarks).

@@ -47,10 +47,20 @@ class MixParams:
         if self.per_type < 1:
             raise ParamsError("per_type", self.per_type, "a positive integer")
         for i, setting in enumerate(self.sweep):
-            if parse_sweep_id(setting) is None:
+            if (point := parse_sweep_id(setting)) is None:
                 raise ParamsError(f"sweep[{i}]", setting, SWEEP_IDS)
+            if setting != (canonical := f"{point[0]}-{point[1]:g}"):  # one id per point: ratio-0.50 is ratio-0.5
+                raise ParamsError(f"sweep[{i}]", setting, f"the canonical id {canonical}")
+            if (same := self.same_as(*point)) is not None:
+                raise ParamsError(f"sweep[{i}]", setting, f"a point other than {same}, which is trained already")
         if len(set(self.sweep)) < len(self.sweep):
             raise ParamsError("sweep", self.sweep, "distinct ids")
+
+    def same_as(self, kind: str, x: float) -> str | None:
+        """The setting a sweep point duplicates: `ratio`/`count` at their own x, A at ratio 0, ACP at 2."""
+        if kind == "ratio":
+            return {0.0: "A", MAX_RATIO: "ACP", self.ratio: f"ratio (mix.ratio is {self.ratio:g})"}.get(x)
+        return f"count (mix.per_type is {self.per_type})" if x == self.per_type else None
 
 
 def parse_sweep_id(setting: str) -> tuple[str, float | int] | None:

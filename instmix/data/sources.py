@@ -6,8 +6,12 @@
   style prompt/completion used by the Self-Instruct T0 sample), or the hub's parquet layout
   `<task>/train-*.parquet` with inputs_pretokenized/targets_pretokenized.
 
-Rows that are not usable (missing or non-text fields, empty text) are counted by reason,
-never fatal. A file that cannot be parsed at all is fatal, naming the file and line.
+Rows that are not usable (missing or non-text fields, empty text, a placeholder response,
+text that is not valid Unicode, a record over MAX_CHARS) are counted by reason, never fatal.
+Cleaning is counted too: Alpaca's placeholders for an empty input, matched after lowercasing and
+dropping everything but letters ("<noinput>", "No input.", "<no input>" -> "noinput"), become
+no input; control characters other than tab and newline (NUL included) are removed. A file that
+cannot be parsed at all is fatal, one line naming the file and line (and column for JSON).
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from typing import Any
 from instmix.core.params import StageError
 from instmix.core.records import Record, clean_text, record_id
 
-NO_INPUT, NO_OUTPUT = "<noinput>", "<nooutput>"  # Alpaca's placeholders for empty fields
+# Alpaca's placeholders for empty fields, in the normalised spelling of `placeholder`; "noinput"
+# also stands in for an empty output in the real data (<noinput> as a response).
+NO_INPUT, NO_OUTPUT = {"noinput"}, {"nooutput", "noinput"}
+MAX_CHARS = 100_000  # prompt + response; the longest P3 records are ~30K, a longer one is an accident
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 END_OF_TEXT = "<|endoftext|>"  # closes every completion in GPT-3 style P3 files
 
 # T0's training mixture (t-zero datasets.csv, do_train == BASE: 38 datasets), in P3's
@@ -79,7 +87,7 @@ def benchmark_of(name: str) -> str | None:
 
 
 def _decode(path: Path) -> str:
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark is harmless
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -90,11 +98,19 @@ def _decode(path: Path) -> str:
     return text
 
 
+def hostile(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return "an integer of more than 4,300 digits" if "digits" in str(err) else str(err)
+
+
 def read_json_array(path: Path) -> list[Any]:
     try:
         rows = json.loads(_decode(path))
     except json.JSONDecodeError as err:
-        raise SourceFileError(path, err.lineno, f"invalid JSON: {err.msg}") from None
+        raise SourceFileError(path, err.lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
+    except (ValueError, RecursionError) as err:  # parses, but no Python value holds it
+        raise SourceFileError(path, 1, f"unreadable JSON: {hostile(err)}") from None
     if not isinstance(rows, list):
         raise SourceFileError(path, 1, "expected a JSON array of records")
     return rows
@@ -108,7 +124,9 @@ def read_json_lines(path: Path) -> list[Any]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise SourceFileError(path, number, f"invalid JSON line: {err.msg}") from None
+                raise SourceFileError(path, number, f"invalid JSON line: {err.msg} (column {err.colno})") from None
+            except (ValueError, RecursionError) as err:
+                raise SourceFileError(path, number, f"unreadable JSON line: {hostile(err)}") from None
     return rows
 
 
@@ -133,7 +151,16 @@ def read_rows(path: Path) -> list[Any]:
 
 
 class Drops(Counter[str]):
-    """Rows dropped during normalisation, by reason."""
+    """Rows dropped during normalisation, by reason (instmix.data.fetch.DROP_REASONS), and rows
+    cleaned, by kind (CLEAN_KINDS)."""
+
+
+CLEAN_KINDS = ("placeholder_input", "control_characters")
+
+
+def placeholder(text: str) -> str:
+    """The normalised spelling placeholders are matched in: lowercase letters only, short texts only."""
+    return re.sub(r"[^a-z]", "", text.lower()) if len(text) <= 20 else text
 
 
 def _text_field(row: dict[str, Any], name: str, drops: Drops, *, required: bool = True) -> str | None:
@@ -150,6 +177,17 @@ def _text_field(row: dict[str, Any], name: str, drops: Drops, *, required: bool 
 
 
 def _record(source: str, orig_id: str, task: str | None, prompt: str, response: str, drops: Drops) -> Record | None:
+    if len(prompt) + len(response) > MAX_CHARS:
+        drops["too_long"] += 1
+        return None
+    if CONTROL.search(prompt) or CONTROL.search(response):
+        drops["control_characters"] += 1
+        prompt, response = CONTROL.sub("", prompt), CONTROL.sub("", response)
+    try:
+        (prompt + response).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape such as "\ud800"
+        drops["invalid_unicode"] += 1
+        return None
     prompt, response = clean_text(prompt), clean_text(response)
     if not prompt:
         drops["empty_prompt"] += 1
@@ -172,8 +210,13 @@ def instruction_record(source: str, orig_id: str, row: Any, drops: Drops, join: 
     given = _text_field(row, "input", drops, required=False) if output is not None else None
     if instruction is None or output is None or given is None:
         return None
-    given = "" if given.strip() == NO_INPUT else given.strip()
-    output = "" if output.strip() == NO_OUTPUT else output
+    given = given.strip()
+    if given and placeholder(given) in NO_INPUT:
+        drops["placeholder_input"] += 1
+        given = ""
+    if output.strip() and placeholder(output.strip()) in NO_OUTPUT:
+        drops["placeholder_response"] += 1
+        return None
     prompt = instruction.strip() + (join + given if given else "")
     return _record(source, orig_id, None, prompt, output, drops)
 

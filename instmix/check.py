@@ -1,0 +1,135 @@
+"""Check a whole params.yaml before any run: every section as its stage reads it, plus the rules
+across sections that no single stage sees (unknown keys, seeds, settings, sweep ids, paths).
+
+`problems(params)` returns every problem found, one line each, so a user fixes them in one pass;
+`python -m stages.check` prints them. Nothing heavy is imported (no torch): it runs in about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from instmix.core import hub
+from instmix.core.params import PARAMS_FILE, ParamsError, StageError, parse
+from instmix.core.vocab import SETTINGS, SOURCES, TASKS
+
+TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "mix", "model", "sft", "eval", "report")
+EVAL = ("benchmarks", "flask", "nlp", "code", "align", "judge", "decontam")
+
+
+def sections() -> dict[str, type]:
+    """Each params section -> the dataclass its stage parses it into."""
+    from instmix.align.answer import AlignParams
+    from instmix.align.flask import FlaskParams
+    from instmix.align.judge import JudgeParams
+    from instmix.code.humaneval import CodeParams
+    from instmix.data.decontam import DecontamParams
+    from instmix.data.fetch import InstructionParams, P3Params
+    from instmix.data.mix import MixParams
+    from instmix.data.subsample import SubsampleParams
+    from instmix.nlp.harness import NLPParams
+    from instmix.report.params import ReportParams
+    from instmix.train.base import ModelParams
+    from instmix.train.config import SFTParams
+
+    return {
+        "fetch.alpaca": InstructionParams, "fetch.codealpaca": InstructionParams, "fetch.p3": P3Params,
+        "subsample": SubsampleParams, "mix": MixParams, "model": ModelParams, "sft": SFTParams,
+        "eval.flask": FlaskParams, "eval.nlp": NLPParams, "eval.code": CodeParams, "eval.align": AlignParams,
+        "eval.judge": JudgeParams, "eval.decontam": DecontamParams, "report": ReportParams,
+    }  # fmt: skip
+
+
+def section(params: dict[str, Any], dotted: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ParamsError(dotted, None, f"section '{dotted}' is missing from {PARAMS_FILE}")
+        node = node[part]
+    return node
+
+
+def unknown_keys(params: dict[str, Any]) -> Iterator[str]:
+    for prefix, known, node in (("", TOP_LEVEL, params), ("eval.", EVAL, params.get("eval")),
+                                ("fetch.", SOURCES, params.get("fetch"))):  # fmt: skip
+        if isinstance(node, dict):
+            for key in sorted(set(node) - set(known), key=str):
+                yield str(ParamsError(f"{prefix}{key}", node[key], f"unknown key; known keys: {', '.join(known)}"))
+
+
+def existing(key: str, path: Any, what: str) -> None:
+    if isinstance(path, str) and not Path(path).exists():
+        raise ParamsError(key, path, f"{what} (no such file or directory here)")
+
+
+def check_seeds(value: Any) -> list[int]:
+    seeds = parse(list[int], value, "seeds")
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise ParamsError("seeds", value, "a non-empty list of distinct non-negative integers, e.g. [42]")
+    return seeds
+
+
+def check_settings(value: Any) -> list[str]:
+    settings = parse(list[str], value, "settings")
+    if not settings or len(set(settings)) < len(settings) or not set(settings) <= set(SETTINGS):
+        raise ParamsError("settings", value, f"a non-empty list of distinct settings from {', '.join(SETTINGS)}")
+    return settings
+
+
+def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Callable[[], None]]:
+    """The checks that span sections, each a thunk raising ParamsError."""
+
+    def seeds() -> None:
+        check_seeds(params.get("seeds"))
+
+    def settings() -> None:
+        check_settings(params.get("settings"))
+
+    def count_is_acp() -> None:
+        mix, subsample = parsed.get("mix"), parsed.get("subsample")
+        if mix is not None and subsample is not None:
+            for i, sweep_id in enumerate(mix.sweep):
+                if sweep_id == f"count-{subsample.n}":
+                    raise ParamsError(f"mix.sweep[{i}]", sweep_id, f"not ACP again (subsample.n is {subsample.n})")
+
+    def path(key: str, what: str) -> Callable[[], None]:
+        def rule() -> None:
+            value = section(params, key.rsplit(".", 1)[0]).get(key.rsplit(".", 1)[1])
+            existing(key, value, what)
+            if isinstance(value, str) and hub.is_pin(value) and Path(value).is_file():
+                hub.read_pin(value)
+
+        return rule
+
+    def benchmark_tasks() -> None:
+        for task, value in parse(dict[str, str], section(params, "eval.benchmarks"), "eval.benchmarks").items():
+            if task not in TASKS:
+                raise ParamsError(f"eval.benchmarks.{task}", value, "one of " + ", ".join(TASKS))
+
+    yield from (seeds, settings, count_is_acp, benchmark_tasks)
+    yield from (path(f"fetch.{source}.path", "a file, folder or *.hub.yaml pin") for source in SOURCES)
+    benchmarks = (params.get("eval") or {}).get("benchmarks")
+    for task in benchmarks if isinstance(benchmarks, dict) else {}:
+        yield path(f"eval.benchmarks.{task}", "a file, folder or *.hub.yaml pin")
+    yield path("eval.flask.path", "a folder or *.github.yaml pin")
+
+
+def problems(params: Any) -> list[str]:
+    """Every problem of a params tree, one line each; [] when a run can start."""
+    if not isinstance(params, dict):
+        return [f"{PARAMS_FILE}: expected a mapping of sections, got {type(params).__name__}"]
+    found = list(unknown_keys(params))
+    parsed = {}
+    for name, cls in sections().items():
+        try:
+            parsed[name] = parse(cls, section(params, name), name)
+        except StageError as err:
+            found.append(str(err))
+    for rule in cross_rules(params, parsed):
+        try:
+            rule()
+        except StageError as err:
+            found.append(str(err))
+    return found
