@@ -53,10 +53,11 @@ def test_a_sweep_claim_names_the_points_not_run() -> None:
     points, reps = curve([30.0, 31.0, 32.0], xs=(0.0, 1.0, 2.0))
     result = sweep_claim(peak_claim("nlp_avg", points), "ratio", "nlp_avg", reps, PARAMS, None)
     assert result.mark == "not evaluable" and result.id == "ratio_peaks_at_1.5_nlp_avg"
-    assert result.detail == "missing ratio points: 0.5, 1.5 (mix.sweep: ratio-0.5, ratio-1.5)"
+    assert result.detail == "missing Figure 2 ratio points: 0.5, 1.5 (mix.sweep: ratio-0.5, ratio-1.5)"
     points, reps = curve([54.0, 57.0], xs=(0.0, 20000.0), kind="count")
     built = plateau_claim("nlp_avg", points)
-    assert built == "missing count points: 5000, 10000, 15000 (mix.sweep: count-5000, count-10000, count-15000)"
+    hint = "(mix.sweep: count-5000, count-10000, count-15000)"
+    assert built == f"missing Figure 2 count points: 5000, 10000, 15000 {hint}"
 
 
 def test_the_plateau_compares_the_gain_per_1k_before_and_after_10k() -> None:

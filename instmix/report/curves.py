@@ -68,7 +68,8 @@ def missing_points(kind: str, points: Sequence[Point], needed: Sequence[float]) 
     have = {p.x for p in points}
     absent = [x for x in needed if x not in have]
     hint = ", ".join(f"{kind}-{x:g}" for x in absent if 0 < x < max(PAPER_POINTS[kind]))
-    return f"missing {kind} points: {', '.join(f'{x:g}' for x in absent)}" + (f" (mix.sweep: {hint})" if hint else "")
+    points_text = ", ".join(f"{x:g}" for x in absent)
+    return f"missing Figure 2 {kind} points: {points_text}" + (f" (mix.sweep: {hint})" if hint else "")
 
 
 def peak_claim(metric: str, points: Sequence[Point]) -> DeltaClaim | str:

@@ -52,7 +52,7 @@ def plot_forest(results: Sequence[ClaimResult], sizes: Sequence[str], path: Path
         ax.plot(
             [], [], linestyle="none", markerfacecolor="none", label=f"paper {SIZE_LABEL[size]}", **PAPER_STYLE[size]
         )
-    for mark, color in (*MARK_COLORS.items(), ("within noise / no interval", "#7f7f7f")):
+    for mark, color in (*MARK_COLORS.items(), ("another mark (in brackets)", "#7f7f7f")):
         ax.plot([], [], color=color, marker="o", label=f"this run: {mark}")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(ys, [f"{r.text} [{r.mark}]" for r in shown], fontsize=8)

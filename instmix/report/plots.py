@@ -89,8 +89,9 @@ def plot_benchmarks(spread: Spread, paper: Mapping[str, Any], sizes: Sequence[st
         ax.set_xticks(x, TABLE1_ROWS, fontsize=8)
         ax.set_ylabel("pass@k (%)" if key.startswith("pass@") else "accuracy (%)", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
+        tops = [h + (errors[1][i] if errors else 0.0) for i, h in enumerate(heights)]  # interval tops shown whole
         top = np.nanmax(
-            [*heights, *(paper["table1"].get(s, {}).get(r, {}).get(key, np.nan) for s in sizes for r in TABLE1_ROWS)]
+            [*tops, *(paper["table1"].get(s, {}).get(r, {}).get(key, np.nan) for s in sizes for r in TABLE1_ROWS)]
         )
         ax.set_ylim(0, max(5.0, 1.15 * top))
         ax.grid(axis="y", alpha=0.3)
