@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from instmix.core import hub
-from instmix.core.params import PARAMS_FILE, ParamsError, StageError, parse
-from instmix.core.vocab import SETTINGS, SOURCES, TASKS
+from instmix.core.params import PARAMS_FILE, ParamsError, StageError, check_seeds, check_settings, parse
+from instmix.core.vocab import SOURCES, TASKS
 
 TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "mix", "model", "sft", "eval", "report")
 EVAL = ("benchmarks", "flask", "nlp", "code", "align", "judge", "decontam")
@@ -62,20 +62,6 @@ def unknown_keys(params: dict[str, Any]) -> Iterator[str]:
 def existing(key: str, path: Any, what: str) -> None:
     if isinstance(path, str) and not Path(path).exists():
         raise ParamsError(key, path, f"{what} (no such file or directory here)")
-
-
-def check_seeds(value: Any) -> list[int]:
-    seeds = parse(list[int], value, "seeds")
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
-        raise ParamsError("seeds", value, "a non-empty list of distinct non-negative integers, e.g. [42]")
-    return seeds
-
-
-def check_settings(value: Any) -> list[str]:
-    settings = parse(list[str], value, "settings")
-    if not settings or len(set(settings)) < len(settings) or not set(settings) <= set(SETTINGS):
-        raise ParamsError("settings", value, f"a non-empty list of distinct settings from {', '.join(SETTINGS)}")
-    return settings
 
 
 def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Callable[[], None]]:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instmix.check import check_seeds, check_settings
-from instmix.core.params import StageError, cli, load, read_section
+from instmix.core.params import StageError, check_seeds, check_settings, cli, load, read_section
 from instmix.report.build import build_report
 from instmix.report.params import ReportParams
 

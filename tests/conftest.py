@@ -117,3 +117,12 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     hub.start()
     yield hub
     hub.stop()
+
+
+LONGEST = ("test_pipeline.py", "test_pipeline_hub.py")  # minutes each: the two end-to-end `dvc repro` modules
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Run the longest modules first: with `--dist loadfile` each then starts on its own worker at once,
+    # instead of one waiting in a worker's queue behind the other (or behind the longest).
+    items.sort(key=lambda item: item.path.name not in LONGEST)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from instmix.core.params import shown
 from instmix.core.vocab import BASE, SKILLS, TASKS
 from instmix.report.layout import PLOT_FILES, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
 from tests.test_report import (
@@ -109,7 +110,7 @@ def test_only_the_base_model_is_refused(tmp_path: Path, workdir: Path) -> None:
     for settings in ([], ["A", "A"], ["A", "X"]):
         result = report_stage(tmp_path, report_workdir(workdir, settings=settings))
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-        assert f"settings={settings} is not allowed: a non-empty list of distinct settings" in result.stderr
+        assert f"settings={shown(settings)} is not allowed: a non-empty list of distinct settings" in result.stderr
 
 
 def test_claim_marks_follow_the_table(tmp_path: Path, workdir: Path) -> None:

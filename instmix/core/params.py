@@ -18,6 +18,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from instmix.core.vocab import SETTINGS
+
 T = TypeVar("T")
 PARAMS_FILE = "params.yaml"
 
@@ -122,6 +124,22 @@ def _number(value: Any) -> float | int | None:
         except ValueError:
             return None
     return None
+
+
+def check_seeds(value: Any) -> list[int]:
+    """The top-level `seeds`: each is a model id suffix and a DVC matrix entry."""
+    seeds = parse(list[int], value, "seeds")
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise ParamsError("seeds", value, "a non-empty list of distinct non-negative integers, e.g. [42]")
+    return seeds
+
+
+def check_settings(value: Any) -> list[str]:
+    """The top-level `settings`: those trained, each a known setting once."""
+    settings = parse(list[str], value, "settings")
+    if not settings or len(set(settings)) < len(settings) or not set(settings) <= set(SETTINGS):
+        raise ParamsError("settings", value, f"a non-empty list of distinct settings from {', '.join(SETTINGS)}")
+    return settings
 
 
 def _parse_dataclass(cls: Any, value: Any, key: str) -> Any:
