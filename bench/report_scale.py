@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from instmix.core.files import write_json, write_jsonl  # noqa: E402
+from instmix.core.vocab import SETTINGS as TRAINED  # noqa: E402  (the `settings` param: the 9 trained)
 
 SIZES = {"arc_challenge": 1172, "winogrande": 1267, "piqa": 1838, "mmlu": 14042, "race": 1045, "hellaswag": 10042}
 SKILL_NAMES = ["Logical Correctness", "Factuality", "Commonsense Understanding", "Comprehension", "Completeness",
@@ -71,7 +72,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for model in MODELS:
         write_model(root / "reports", model, rng)
-    (root / "params.yaml").write_text(json.dumps({"report": {"bootstrap_samples": args.samples}, "seeds": [42, 7]}))
+    (root / "params.yaml").write_text(
+        json.dumps({"report": {"bootstrap_samples": args.samples}, "seeds": [42, 7], "settings": list(TRAINED)})
+    )
     command = [sys.executable, "-m", "stages.report", str(root / "data"), str(root / "reports"),
                str(root / "models/base.metrics.json"), str(REPO / "assets/paper_results.yaml"),
                str(REPO / "assets/paper_setup.yaml"), str(root / "out"), "--profile", "paper"]  # fmt: skip
