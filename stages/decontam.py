@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instmix.core.files import read_records, write_json, write_jsonl
+from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
+from instmix.core.records import read_record_file
 from instmix.core.vocab import SOURCES
 from instmix.data.decontam import DecontamParams, check_paths, decontaminate, with_eval_files
 
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> None:
     subsample_dir, benchmarks, flask, out = map(Path, argv)
     params = with_eval_files(load(DecontamParams, "eval.decontam"), benchmarks, flask)
     check_paths(params)
-    samples = {source: read_records(subsample_dir / f"{source}.jsonl") for source in SOURCES}
+    samples = {source: read_record_file(subsample_dir / f"{source}.jsonl") for source in SOURCES}
     summary, rows = decontaminate(params, samples)
     write_jsonl(out / "overlaps.jsonl", rows)
     write_json(out / "metrics.json", summary)

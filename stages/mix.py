@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instmix.core.files import metrics_path, read_records, write_json, write_jsonl
+from instmix.core.files import metrics_path, write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
+from instmix.core.records import read_record_file
 from instmix.data.mix import MixParams, mix, needed_sources, sweep_point
 
 
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> None:
     setting, sample_dir, out = argv
     params = load(MixParams, "mix")
     sweep_point(setting, params)  # an unknown setting stops here, before any reading
-    samples = {source: read_records(Path(sample_dir) / f"{source}.jsonl") for source in needed_sources(setting)}
+    samples = {source: read_record_file(Path(sample_dir) / f"{source}.jsonl") for source in needed_sources(setting)}
     mixture, metrics = mix(setting, samples, params)
     write_jsonl(out, mixture)
     write_json(metrics_path(out), metrics)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instmix.core.files import metrics_path, read_records, write_json, write_jsonl, write_lines
+from instmix.core.files import metrics_path, write_json, write_jsonl, write_lines
 from instmix.core.params import StageError, cli, load
+from instmix.core.records import read_record_file
 from instmix.core.vocab import SOURCES
 from instmix.data.subsample import SubsampleParams, subsample
 
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> None:
         raise StageError(f"usage: python -m stages.subsample <{'|'.join(SOURCES)}> <fetched.jsonl> <out.jsonl>")
     source, fetched, out = argv
     params = load(SubsampleParams, "subsample")
-    sample, metrics = subsample(source, read_records(fetched), params)
+    sample, metrics = subsample(source, read_record_file(fetched), params)
     write_jsonl(out, sample)
     write_lines(Path(out).with_suffix(".ids"), (r["id"] for r in sample))
     write_json(metrics_path(out), metrics)

@@ -141,3 +141,13 @@ def test_unknown_settings_are_refused(sample_dir: Path, setting: str) -> None:
     result = run_stage("mix", setting, "sub", f"m/{setting}.jsonl", cwd=sample_dir)
     assert result.returncode == 2 and f"unknown mix setting {setting!r}" in result.stderr
     assert not (sample_dir / "m").exists()
+
+
+def test_a_sample_off_the_schema_is_one_line_and_writes_nothing(workdir: Path) -> None:
+    (workdir / "s").mkdir()
+    for source in ("alpaca", "codealpaca", "p3"):
+        (workdir / "s" / f"{source}.jsonl").write_text('{"id": "x"}\n')
+    result = run_stage("mix", "A", "s", "m/A.jsonl", cwd=workdir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "s/alpaca.jsonl:1: not a record (missing or mistyped source, orig_id, task, prompt" in result.stderr
+    assert not (workdir / "m").exists()

@@ -84,3 +84,14 @@ def test_bad_n_stops_before_any_work(workdir: Path, value: object, allowed: str)
     assert result.returncode == 2
     assert f"subsample.n={value}" in result.stderr and allowed in result.stderr
     assert not (workdir / "s").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"a": 1}\n', "bad.jsonl:1: not a record (missing or mistyped id, source, orig_id, task, prompt, response)"),
+    ("{broken\n", "cannot read bad.jsonl"),
+])  # fmt: skip
+def test_a_corrupt_input_is_one_line_and_writes_nothing(workdir: Path, content: str, message: str) -> None:
+    (workdir / "bad.jsonl").write_text(content)
+    result = run_stage("subsample", "alpaca", "bad.jsonl", "s/alpaca.jsonl", cwd=workdir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (workdir / "s").exists()

@@ -6,6 +6,7 @@ import hashlib
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TypedDict
 
 
@@ -16,6 +17,26 @@ class Record(TypedDict):
     task: str | None  # the P3 subset (promptsource template); null for the other sources
     prompt: str
     response: str
+
+
+FIELDS = {"id": str, "source": str, "orig_id": str, "task": (str, type(None)), "prompt": str, "response": str}
+
+
+def read_record_file(path: str | Path) -> list[Record]:
+    """A records file a data stage wrote; a missing one, or a row off the schema, is one error line."""
+    from instmix.core.files import read_records
+    from instmix.core.params import StageError
+
+    rows = read_records(path)
+    for line, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            row = {}
+        bad = [k for k, kind in FIELDS.items() if k not in row or not isinstance(row[k], kind)]
+        extra = sorted(set(row) - set(FIELDS))
+        if bad or extra:
+            what = f"missing or mistyped {', '.join(bad)}" if bad else f"unknown keys {', '.join(extra)}"
+            raise StageError(f"{path}:{line}: not a record ({what}); rerun the stage that writes it (dvc repro)")
+    return rows  # type: ignore[return-value]
 
 
 def record_id(source: str, orig_id: str) -> str:

@@ -21,9 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from instmix.core.files import read_records, write_json
+from instmix.core.files import write_json
 from instmix.core.params import ParamsError, StageError
-from instmix.core.records import Record
+from instmix.core.records import Record, read_record_file
 from instmix.train.config import SFTParams, gradient_accumulation, resolve_runtime, world_size
 
 FINGERPRINT = "fingerprint.json"
@@ -287,7 +287,7 @@ def train(
 ) -> dict[str, Any]:
     """Train, save the model to `out` and the metrics (with the params and seed used) to `report`.
     `callbacks(resume)` gives the trainer's loggers (the stage's DVCLive), told whether this run resumes."""
-    records = read_records(mixture)
+    records = read_record_file(mixture)
     resume = prepare_checkpoints(checkpoints, fingerprint(params, seed, mixture, base))
     trainer, counts = build_trainer(params, seed, records, base, checkpoints, callbacks(resume))
     start = time.perf_counter()
