@@ -16,6 +16,7 @@ from instmix.report.claims import ClaimResult
 from instmix.report.layout import SIZE_LABEL
 from instmix.report.plot_style import PAPER_STYLE, finish
 from instmix.report.stats import Stat, percentile_interval
+from instmix.report.tables import FACTORIAL_METRICS
 
 MARK_COLORS = {"holds": "#2ca02c", "reversed": "#d62728"}  # anything else (within noise, ...): grey
 HOLLOW = {"linestyle": "none", "markersize": 6, "markerfacecolor": "none"}
@@ -45,13 +46,9 @@ def plot_forest(results: Sequence[ClaimResult], sizes: Sequence[str], path: Path
         ax.plot([x], [y], marker="o", color=color, markersize=6)
         for size in sizes:
             if (value := paper_value(r.paper.get(size, ""))) is not None:
-                ax.plot(
-                    [r.sign * value], [y], linestyle="none", markersize=6, markerfacecolor="none", **PAPER_STYLE[size]
-                )
+                ax.plot([r.sign * value], [y], **HOLLOW, **PAPER_STYLE[size])
     for size in sizes:  # legend entries once
-        ax.plot(
-            [], [], linestyle="none", markerfacecolor="none", label=f"paper {SIZE_LABEL[size]}", **PAPER_STYLE[size]
-        )
+        ax.plot([], [], label=f"paper {SIZE_LABEL[size]}", **HOLLOW, **PAPER_STYLE[size])
     for mark, color in (*MARK_COLORS.items(), ("another mark (in brackets)", "#7f7f7f")):
         ax.plot([], [], color=color, marker="o", label=f"this run: {mark}")
     ax.axvline(0, color="black", linewidth=0.8)
@@ -64,16 +61,13 @@ def plot_forest(results: Sequence[ClaimResult], sizes: Sequence[str], path: Path
     return None
 
 
-FAMILIES = {"nlp_avg": "NLP avg (pp)", "pass@1": "HumanEval pass@1 (pp)", "flask_avg": "FLASK avg"}
-
-
 def plot_factorial(
     stats: Mapping[str, Mapping[str, Stat]], draws: Callable[[str, str], Any] | None, confidence: float, path: Path
 ) -> str | None:
     """Per metric family: each source's Shapley value (they sum to ACP - none) with its interval."""
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in FAMILIES if factorial.complete(stats, m)]
+    metrics = [m for m in FACTORIAL_METRICS if factorial.complete(stats, m)]
     if not metrics:
         return f"not all of {', '.join(factorial.SETTINGS)} have NLP avg, pass@1 or FLASK avg"
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
@@ -93,7 +87,7 @@ def plot_factorial(
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, list(factorial.FACTORS))
         total = sum(heights)
-        ax.set_title(f"{FAMILIES[metric]}: ACP - none = {total:+.2f}", fontsize=10)
+        ax.set_title(f"{FACTORIAL_METRICS[metric]}: ACP - none = {total:+.2f}", fontsize=10)
         ax.set_ylabel("Shapley value", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     note = f"error bars: {confidence:.0%} paired bootstrap interval" if draws is not None else "no intervals"
