@@ -86,7 +86,8 @@ def data_digests(project: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = clean_clone(tmp_path_factory.mktemp("clone"))
-    assert len(ran_stages(dvc("repro", cwd=project))) == STAGES
+    # A guard against a hang, not a timing: ~10 min idle, far longer beside another heavy test module.
+    assert len(ran_stages(dvc("repro", cwd=project, timeout=1800))) == STAGES
     commit(project, "baseline results")  # dvc.lock: what `dvc metrics diff` compares against
     return project
 
