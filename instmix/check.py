@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from instmix.core import hub
-from instmix.core.params import PARAMS_FILE, ParamsError, StageError, check_seeds, check_settings, parse
+from instmix.core.params import PARAMS_FILE, ParamsError, StageError, check_seeds, check_settings, parse, section_of
 from instmix.core.vocab import SOURCES, TASKS
 
 TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "mix", "model", "sft", "eval", "report")
@@ -40,15 +40,6 @@ def sections() -> dict[str, type]:
         "eval.flask": FlaskParams, "eval.nlp": NLPParams, "eval.code": CodeParams, "eval.align": AlignParams,
         "eval.judge": JudgeParams, "eval.decontam": DecontamParams, "report": ReportParams,
     }  # fmt: skip
-
-
-def section(params: dict[str, Any], dotted: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamsError(dotted, None, f"section '{dotted}' is missing from {PARAMS_FILE}")
-        node = node[part]
-    return node
 
 
 def unknown_keys(params: dict[str, Any]) -> Iterator[str]:
@@ -82,7 +73,7 @@ def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Call
 
     def path(key: str, what: str) -> Callable[[], None]:
         def rule() -> None:
-            value = section(params, key.rsplit(".", 1)[0]).get(key.rsplit(".", 1)[1])
+            value = section_of(params, key.rsplit(".", 1)[0]).get(key.rsplit(".", 1)[1])
             existing(key, value, what)
             if isinstance(value, str) and hub.is_pin(value) and Path(value).is_file():
                 hub.read_pin(value)
@@ -90,7 +81,7 @@ def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Call
         return rule
 
     def benchmark_tasks() -> None:
-        for task, value in parse(dict[str, str], section(params, "eval.benchmarks"), "eval.benchmarks").items():
+        for task, value in parse(dict[str, str], section_of(params, "eval.benchmarks"), "eval.benchmarks").items():
             if task not in TASKS:
                 raise ParamsError(f"eval.benchmarks.{task}", value, "one of " + ", ".join(TASKS))
 
@@ -110,7 +101,7 @@ def problems(params: Any) -> list[str]:
     parsed = {}
     for name, cls in sections().items():
         try:
-            parsed[name] = parse(cls, section(params, name), name)
+            parsed[name] = parse(cls, section_of(params, name), name)
         except StageError as err:
             found.append(str(err))
     for rule in cross_rules(params, parsed):

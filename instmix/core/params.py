@@ -51,7 +51,12 @@ def read_section(section: str, path: str | Path = PARAMS_FILE) -> Any:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
         raise StageError(f"cannot read {path}: {err}".replace("\n", " ")) from err
-    for depth, part in enumerate(parts := section.split(".")):  # "eval.code" is data["eval"]["code"]
+    return section_of(data, section, path)
+
+
+def section_of(data: Any, section: str, path: str | Path = PARAMS_FILE) -> Any:
+    """`section` of a params tree already read: "eval.code" is data["eval"]["code"]."""
+    for depth, part in enumerate(parts := section.split(".")):
         if not isinstance(data, dict) or part not in data:
             name = ".".join(parts[: depth + 1])
             raise ParamsError(name, None, f"section '{name}' is missing from {path}")

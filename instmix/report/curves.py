@@ -114,13 +114,9 @@ def sweep_claim(
     if isinstance(built, DeltaClaim):
         result = evaluate_delta_claim(built, reps, params, resampler)
     else:
-        prefix = "ratio_peaks_at_1.5" if kind == "ratio" else "count_plateau"
-        label = CURVE_METRICS[metric]
-        text = (
-            f"{label} peaks at ratio 1.5, dips at 2.0" if kind == "ratio" else f"{label} plateaus beyond 10K per type"
-        )
-        result = ClaimResult(f"{prefix}_{metric.replace('@', '')}", text, f"see the {kind} sweep", "not evaluable",
-                             detail=built)  # fmt: skip
+        claim_id, text = SWEEP_CLAIMS[kind]
+        result = ClaimResult(f"{claim_id}_{metric.replace('@', '')}", text.format(label=CURVE_METRICS[metric]),
+                             f"see the {kind} sweep", "not evaluable", detail=built)  # fmt: skip
     result.paper = FIGURE2
     return result
 

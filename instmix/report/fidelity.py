@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from instmix.core import hub
 from instmix.core.params import StageError
 from instmix.core.vocab import SOURCES
 
@@ -109,7 +110,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def pins_text(revisions: Mapping[str, Any]) -> str:
     """One value for several pins: `commit shas`, or the ones that track a branch."""
-    branches = [f"{task}@{r}" for task, r in sorted(revisions.items()) if not re.match(r"^[0-9a-f]{40}$", str(r))]
+    branches = [f"{task}@{r}" for task, r in sorted(revisions.items()) if not hub.SHA.match(str(r))]
     return "commit shas" if not branches else "branch: " + ", ".join(branches)
 
 
