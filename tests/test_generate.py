@@ -1,4 +1,5 @@
-"""stages.generate on the tiny model: batching keeps results and order, stop sequences, seeds."""
+"""instmix.gen.generate on the tiny model: batching keeps results and order, stop sequences, seeds,
+and the continuous engine gives the padded engine's greedy texts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from instmix.gen.generate import cut_at_stop, generate, load_model
+from instmix.code.humaneval import STOP, CodeParams, read_problems
+from instmix.core.params import ParamsError
+from instmix.gen.generate import cut_at_stop, generate, load_model, resolve_engine
 from tests.conftest import run_stage
 
 PROMPTS = ["def add(a, b):", "Write a haiku about the sea.", "x", "Sort a list of numbers in Python, then " * 6]
@@ -84,3 +87,39 @@ def test_bad_arguments_are_refused(tiny: tuple[Any, Any]) -> None:
 def test_a_missing_model_directory_fails(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         load_model(tmp_path / "nothing")
+
+
+def test_continuous_engine_gives_the_padded_greedy_texts(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    common = {"max_new_tokens": 16, "temperature": 0.0, "num_samples": 2, "stop": ["):)", ".."], "progress": False}
+    padded = generate(model, tokenizer, PROMPTS * 3, batch_size=4, engine="padded", **common)
+    continuous = generate(model, tokenizer, PROMPTS * 3, engine="continuous", **common)
+    assert continuous == padded
+    assert any(len(t) < 16 for samples in padded for t in samples)  # a stop sequence did cut some
+
+
+def test_continuous_engine_on_smollm2_humaneval_prompts(smollm2_base: Path) -> None:
+    """The real demo model on real HumanEval prompts, Codex's stop sequences: the same greedy code."""
+    model, tokenizer = load_model(smollm2_base)
+    prompts = [p["prompt"] for p in list(read_problems().values())[:3]]
+    common = {"max_new_tokens": 24, "temperature": 0.0, "stop": STOP, "progress": False}
+    padded = generate(model, tokenizer, prompts, batch_size=3, engine="padded", **common)
+    assert generate(model, tokenizer, prompts, engine="continuous", **common) == padded
+    assert sum(len(samples[0].strip()) for samples in padded) > 20  # real code, not empty strings
+
+
+def test_continuous_sampling_follows_the_seed(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    common = {"max_new_tokens": 10, "temperature": 1.0, "top_p": 0.95, "num_samples": 3, "engine": "continuous"}
+    first = generate(model, tokenizer, PROMPTS, seed=1, progress=False, **common)
+    assert [len(s) for s in first] == [3] * len(PROMPTS)
+    assert first == generate(model, tokenizer, PROMPTS, seed=1, progress=False, **common)
+    assert first != generate(model, tokenizer, PROMPTS, seed=2, progress=False, **common)
+
+
+def test_engine_auto_and_vllm() -> None:
+    assert (resolve_engine("auto", gpu=True), resolve_engine("auto", gpu=False)) == ("continuous", "padded")
+    with pytest.raises(ParamsError, match="engine=vllm is not allowed"):
+        resolve_engine("vllm", gpu=False)
+    with pytest.raises(ParamsError, match="engine=vllm"):  # validated with the params, before any work
+        CodeParams(engine="vllm")

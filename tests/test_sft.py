@@ -16,7 +16,7 @@ import pytest
 from instmix.core.files import write_jsonl
 from instmix.core.params import ParamsError, StageError, parse
 from instmix.core.records import Record
-from instmix.train.config import SFTParams, gradient_accumulation, resolve_runtime
+from instmix.train.config import SFTParams, gradient_accumulation, refuse_head_dim, resolve_runtime
 from instmix.train.sft import build_trainer, preflight
 from tests.conftest import REPO, run_stage, set_params, stage_env
 
@@ -300,6 +300,56 @@ def test_auto_resolves_to_the_papers_semantics_on_a_gpu() -> None:
     gpu, cpu = resolve_runtime(SFTParams(), gpu=True), resolve_runtime(SFTParams(), gpu=False)
     assert (gpu.batching, gpu.precision, gpu.bf16) == ("padding_free", "bf16_mixed", True)
     assert (cpu.batching, cpu.precision, cpu.bf16) == ("padded", "fp32", False)
+
+
+GPU_ONLY = [("attn_implementation", "flex_attention"), ("attn_implementation", "flash_attention_2"),
+            ("attn_implementation", "flash_attention_4"), ("liger", True)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value"), GPU_ONLY)
+def test_gpu_only_options_are_refused_on_a_cpu(key: str, value: object) -> None:
+    params = parse(SFTParams, {key: value}, "sft")  # a valid value...
+    with pytest.raises(ParamsError, match=f"^params.yaml: sft.{key}=.* on a CPU"):
+        resolve_runtime(params, gpu=False)  # ...that this machine cannot run: one line, not a fallback
+
+
+@pytest.mark.parametrize(("key", "value", "package"), [
+    ("attn_implementation", "flash_attention_2", "flash_attn"),
+    ("attn_implementation", "flash_attention_4", "flash_attn"),
+    ("liger", True, "liger_kernel"),
+])  # fmt: skip
+def test_gpu_options_need_their_package(key: str, value: object, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(ParamsError, match="not installed"):
+        resolve_runtime(parse(SFTParams, {key: value}, "sft"), gpu=True)
+
+
+def test_gpu_options_resolve_on_a_gpu() -> None:
+    runtime = resolve_runtime(parse(SFTParams, {"attn_implementation": "flex_attention"}, "sft"), gpu=True)
+    assert runtime.attn_implementation == "flex_attention"
+    with pytest.raises(ParamsError, match="attn_implementation=flash3 is not allowed: one of"):
+        parse(SFTParams, {"attn_implementation": "flash3"}, "sft")
+    with pytest.raises(ParamsError, match=r"sft\.liger="):
+        parse(SFTParams, {"liger": "yes"}, "sft")
+
+
+def test_flash_attention_4_needs_head_dim_128_on_hopper() -> None:
+    fa4 = SFTParams(attn_implementation="flash_attention_4")
+    with pytest.raises(ParamsError, match="head dim 64"):
+        refuse_head_dim(fa4, 64, (9, 0))  # SmolLM2-135M on an H100/H200
+    refuse_head_dim(fa4, 128, (9, 0))  # Llama-2-7B
+    refuse_head_dim(fa4, 64, (10, 0))  # Blackwell has the backward
+    refuse_head_dim(SFTParams(attn_implementation="sdpa"), 64, (9, 0))
+
+
+def test_compile_reaches_the_trainer(tiny_base: Path, tmp_path: Path) -> None:
+    params = parse(SFTParams, {**FAST, "compile": True}, "sft")
+    trainer, _ = build_trainer(params, 42, demo_records()[:8], tiny_base, tmp_path)
+    assert trainer.args.torch_compile and not trainer.args.use_liger_kernel
+    assert trainer.args.optim == "adamw_torch_fused"  # the fused AdamW update in every mode
 
 
 @pytest.mark.parametrize(("precision", "weights"), [("bf16_mixed", "float32"), ("bf16_pure", "bfloat16")])

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from instmix.align.flask import read_eval_set, read_rubrics, rubric_for
 from instmix.core.params import ParamsError, StageError
+from instmix.gen.generate import check_engine
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class AlignParams:
     """0 = greedy. Default: FLASK's inference.py (the paper does not say)."""
     top_p: float = 1.0
     batch_size: int = 8
+    """Sequences generated together by the padded engine."""
+    engine: Literal["auto", "padded", "continuous", "vllm"] = "auto"
+    """How completions are generated (instmix.gen.generate): auto = continuous on a GPU, padded on a
+    CPU; padded = fixed batches of batch_size; continuous = transformers' continuous batching; vllm =
+    vLLM (a separate environment, a GPU). Greedy texts are the same on every engine."""
     seed: int = 0
     """Seeds the `limit` draw and the sampling."""
 
@@ -51,6 +57,7 @@ class AlignParams:
             raise ParamsError("temperature", self.temperature, "a number >= 0 (0 = greedy)")
         if not 0 < self.top_p <= 1:
             raise ParamsError("top_p", self.top_p, "a number in (0, 1]")
+        check_engine(self.engine)
 
 
 def top_skills(instances: list[dict[str, Any]], k: int) -> list[str]:
@@ -98,7 +105,7 @@ def render_prompts(tokenizer: Any, instructions: list[str], template: str) -> li
 def answer(model_dir: Path, instances: list[dict[str, Any]], params: AlignParams) -> list[dict[str, Any]]:
     from instmix.gen.generate import generate, load_model
 
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, engine=params.engine)
     prompts = render_prompts(tokenizer, [i["instruction"] for i in instances], params.template)
     texts = generate(
         model,
@@ -110,5 +117,6 @@ def answer(model_dir: Path, instances: list[dict[str, Any]], params: AlignParams
         batch_size=params.batch_size,
         seed=params.seed,
         desc="answer FLASK",
+        engine=params.engine,
     )
     return [{**instance, "response": samples[0].strip()} for instance, samples in zip(instances, texts, strict=True)]

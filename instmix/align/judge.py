@@ -74,7 +74,10 @@ class JudgeParams:
     feedback_tokens: int = 0
     """hf: greedy feedback tokens the judge writes before its scores are read (0 = score at once)."""
     batch_size: int = 8
-    """hf: prompts per batch while the judge writes feedback (feedback_tokens > 0)."""
+    """hf: prompts per batch while the judge writes feedback (feedback_tokens > 0), padded engine."""
+    engine: Literal["auto", "padded", "continuous"] = "auto"
+    """hf: how the feedback is generated (instmix.gen.generate; auto = continuous on a GPU, padded on
+    a CPU). No vllm: the scores are read from the judge's own next-token distribution."""
 
     def __post_init__(self) -> None:
         positive = {"max_tokens": self.max_tokens, "concurrency": self.concurrency, "prompt_id": self.prompt_id}

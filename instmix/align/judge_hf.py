@@ -125,7 +125,7 @@ def hf_judge(
     if params.feedback_tokens:
         generated = generate(
             model, tokenizer, texts, max_new_tokens=params.feedback_tokens, temperature=0.0,
-            batch_size=params.batch_size, desc="judge feedback",
+            batch_size=params.batch_size, desc="judge feedback", engine=params.engine,
         )  # fmt: skip
         feedback = [samples[0] for samples in generated]
 

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from instmix.code.sandbox import Limits, Sandbox
 from instmix.core.params import ParamsError, StageError
+from instmix.gen.generate import check_engine
 
 # Codex's stop sequences (a new top-level statement ends the function), plus a closing fence.
 STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"]
@@ -56,7 +57,11 @@ class CodeParams:
     top_p: float = 0.95
     max_new_tokens: int = 512
     batch_size: int = 16
-    """Sequences generated together (prompts x samples, sorted by length)."""
+    """Sequences generated together by the padded engine (prompts x samples, sorted by length)."""
+    engine: Literal["auto", "padded", "continuous", "vllm"] = "auto"
+    """How completions are generated (instmix.gen.generate): auto = continuous on a GPU, padded on a
+    CPU; padded = fixed batches of batch_size; continuous = transformers' continuous batching; vllm =
+    vLLM (a separate environment, a GPU). Greedy texts are the same on every engine."""
     limit: int | None = None
     """Evaluate the first `limit` problems only; null = all 164."""
     timeout: float = 5.0
@@ -96,6 +101,7 @@ class CodeParams:
             raise ParamsError("timeout", self.timeout, "seconds > 0")
         if self.memory_mb < 64:
             raise ParamsError("memory_mb", self.memory_mb, "at least 64 (MiB)")
+        check_engine(self.engine)
         if "{prompt}" not in self.prompt_template:
             raise ParamsError("prompt_template", self.prompt_template, "a string containing {prompt}")
 
@@ -245,7 +251,7 @@ def summary(metrics: dict[str, Any]) -> str:
 def generate_samples(model_dir: Path, problems: list[dict[str, Any]], params: CodeParams) -> list[dict[str, Any]]:
     from instmix.gen.generate import generate, load_model
 
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, engine=params.engine)
     inputs = [render(params.prompt_template, p["prompt"]) for p in problems]
     texts = generate(
         model,
@@ -259,6 +265,7 @@ def generate_samples(model_dir: Path, problems: list[dict[str, Any]], params: Co
         stop=params.stop,
         seed=params.seed,
         desc="generate HumanEval",
+        engine=params.engine,
     )
     return [
         {"task_id": p["task_id"], "sample": j, "completion": to_completion(p, model_input, text), "generation": text}

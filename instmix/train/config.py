@@ -46,8 +46,22 @@ class SFTParams:
     """bf16_mixed: fp32 master weights and optimizer state, bf16 autocast compute (the authors'
     ZeRO-3 setup). bf16_pure: weights loaded and updated in bf16 (at lr 5e-5 small updates can
     vanish; a deviation, flagged in the report). auto: bf16_mixed on a GPU, fp32 on a CPU."""
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
-    """auto: flash_attention_2 on a GPU when flash-attn is importable, else sdpa."""
+    attn_implementation: Literal[
+        "auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_4"
+    ] = "auto"
+    """auto: flash_attention_2 on a GPU when flash-attn is importable, else sdpa. sdpa and eager run
+    anywhere; flex_attention (torch's, built in), flash_attention_2 (the flash-attn package: no wheel
+    for torch 2.13, source build only) and flash_attention_4 (flash-attn-4) need a GPU, and
+    flash_attention_4 has no backward pass for head dim < 128 on Hopper (SmolLM2-135M: 64; Llama-2: 128).
+    Every choice computes the same attention; the fidelity table is not affected."""
+    liger: bool = False
+    """Liger's Triton kernels (GPU, liger-kernel from requirements-gpu.txt): fused RMSNorm, RoPE and
+    SwiGLU. The cross-entropy stays TRL's own chunked LM-head loss (TRL turns Liger's fused linear
+    cross-entropy off), so no logits tensor is materialised either way. Same maths, fp rounding aside."""
+    compile: bool = False
+    """torch.compile the model (Trainer's torch_compile). Padding-free batches vary in length, so
+    the first steps recompile; measure before turning it on (bench/gpu_check.sh). The optimizer is
+    fused AdamW in every mode (transformers' default with torch >= 2.8): the same update as AdamW."""
     gradient_checkpointing: bool = False
     lora: LoraParams | None = None
     """Train a LoRA adapter instead of all weights; null = full fine-tuning (the paper)."""
@@ -127,6 +141,39 @@ def resolve_runtime(params: SFTParams, gpu: bool | None = None) -> Runtime:
     attn = params.attn_implementation
     if attn == "auto":
         attn = "flash_attention_2" if gpu and importlib.util.find_spec("flash_attn") else "sdpa"
+    refuse_unavailable(params, gpu)
     batching = params.batching if params.batching != "auto" else "padding_free" if gpu else "padded"
     precision = params.precision if params.precision != "auto" else "bf16_mixed" if gpu else "fp32"
     return Runtime(device="cuda" if gpu else "cpu", batching=batching, precision=precision, attn_implementation=attn)
+
+
+GPU_ONLY_ATTENTION = {"flex_attention", "flash_attention_2", "flash_attention_4"}
+
+
+def refuse_unavailable(params: SFTParams, gpu: bool) -> None:
+    """GPU-only options on a CPU, or options whose package is missing: one line, not a silent fallback."""
+    import importlib.metadata
+    import importlib.util
+
+    attn = params.attn_implementation
+    if attn in GPU_ONLY_ATTENTION and not gpu:
+        raise ParamsError("sft.attn_implementation", attn, "auto, sdpa or eager on a CPU (it needs a GPU)")
+    if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ParamsError("sft.attn_implementation", attn, "auto, sdpa or flex_attention: flash-attn is not installed")
+    if attn == "flash_attention_4":
+        try:
+            importlib.metadata.version("flash-attn-4")
+        except importlib.metadata.PackageNotFoundError:
+            allowed = "auto, sdpa or flex_attention: flash-attn-4 is not installed"
+            raise ParamsError("sft.attn_implementation", attn, allowed) from None
+    if params.liger and not gpu:
+        raise ParamsError("sft.liger", True, "false on a CPU (Liger's kernels are Triton, GPU only)")
+    if params.liger and importlib.util.find_spec("liger_kernel") is None:
+        raise ParamsError("sft.liger", True, "false: liger-kernel is not installed (make gpu)")
+
+
+def refuse_head_dim(params: SFTParams, head_dim: int, capability: tuple[int, int]) -> None:
+    """flash_attention_4 trains only with head dim >= 128 on Hopper (sm_90): it has no backward below."""
+    if params.attn_implementation == "flash_attention_4" and capability[0] == 9 and head_dim < 128:
+        allowed = f"sdpa or flex_attention for this model (head dim {head_dim}; flash-attn-4 trains >= 128 on Hopper)"
+        raise ParamsError("sft.attn_implementation", "flash_attention_4", allowed)

@@ -24,7 +24,7 @@ from typing import Any
 from instmix.core.files import write_json
 from instmix.core.params import ParamsError, StageError
 from instmix.core.records import Record, read_record_file
-from instmix.train.config import SFTParams, gradient_accumulation, resolve_runtime, world_size
+from instmix.train.config import SFTParams, gradient_accumulation, refuse_head_dim, resolve_runtime, world_size
 
 FINGERPRINT = "fingerprint.json"
 
@@ -158,7 +158,7 @@ def build_trainer(
     """The SFTTrainer for this run, and the data counts of the preflight check."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     runtime = resolve_runtime(params)
@@ -195,7 +195,13 @@ def build_trainer(
         include_num_input_tokens_seen="non_padding" if runtime.batching == "padded" else "all",
         report_to="none",  # DVCLive is added below with our own directory
         dataloader_num_workers=0,
+        use_liger_kernel=params.liger,
+        torch_compile=params.compile,
     )
+    if runtime.attn_implementation == "flash_attention_4":
+        text = AutoConfig.from_pretrained(base).get_text_config()
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        refuse_head_dim(params, head_dim, torch.cuda.get_device_capability())
     model = AutoModelForCausalLM.from_pretrained(
         base,
         dtype=torch.bfloat16 if runtime.precision == "bf16_pure" else torch.float32,
