@@ -1,10 +1,10 @@
-"""Batched vs one-at-a-time generation (instmix.gen.generate), and the sandbox's cost per program.
+"""Generation engines (instmix.gen.generate) on CPU, and the sandbox's cost per program.
 
 Generation: the first --prompts HumanEval prompts, rendered as eval_code does ("{prompt} "),
-greedy, --new-tokens each, no stop sequences, generated once with --batch-size and once one
-at a time, in the same process on the same loaded model (after a warm-up call). Reports
-wall time, new tokens per second (outputs re-tokenised), the speed-up, and how many of the
-greedy texts are identical in both runs.
+greedy, --new-tokens each, no stop sequences, generated with padded batches of --batch-size,
+one at a time, and by the continuous engine, in the same process on the same loaded model
+(after a warm-up call). Reports wall time, new tokens per second (outputs re-tokenised), the
+speed-ups, and how many greedy texts are identical to the padded batches'.
 
 Sandbox: --programs HumanEval programs (canonical solutions) run one at a time as a bare
 `python -I` subprocess (no limits: the floor), as a plain rlimited process, and under
@@ -57,21 +57,24 @@ def bench_generation(args: argparse.Namespace) -> dict[str, object]:
     common = {"max_new_tokens": args.new_tokens, "temperature": 0.0, "progress": False}
     generate(model, tokenizer, prompts[:2], max_new_tokens=4, temperature=0.0, batch_size=2, progress=False)
 
-    def timed(batch_size: int) -> tuple[float, list[str]]:
+    def timed(batch_size: int, engine: str = "padded") -> tuple[float, list[str]]:
         if args.device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        texts = [s[0] for s in generate(model, tokenizer, prompts, batch_size=batch_size, **common)]
+        samples = generate(model, tokenizer, prompts, batch_size=batch_size, engine=engine, **common)
+        texts = [s[0] for s in samples]
         if args.device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start, texts
 
     load_before = os.getloadavg()
-    batched_runs, single_runs = [], []
+    batched_runs, single_runs, continuous_runs = [], [], []
     for _ in range(args.repeats):  # alternate, keep the fastest of each: other jobs share the CPU
         batched_runs.append(timed(args.batch_size))
         single_runs.append(timed(1))
+        continuous_runs.append(timed(args.batch_size, "continuous"))
     (batched_s, batched), (single_s, single) = min(batched_runs), min(single_runs)
+    continuous_s, continuous = min(continuous_runs)
     tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in batched)
     tokens_single = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in single)
     return {
@@ -92,6 +95,10 @@ def bench_generation(args: argparse.Namespace) -> dict[str, object]:
         "single_tok_s": round(tokens_single / single_s, 1),
         "speedup": round(single_s / batched_s, 2),
         "identical_texts": sum(a == b for a, b in zip(batched, single, strict=True)),
+        "continuous_s": round(continuous_s, 2),
+        "continuous_runs_s": [round(r[0], 2) for r in continuous_runs],
+        "continuous_vs_batched": round(batched_s / continuous_s, 2),
+        "continuous_identical_texts": sum(a == b for a, b in zip(batched, continuous, strict=True)),
         "load_avg_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
 
