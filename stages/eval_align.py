@@ -14,6 +14,7 @@ from pathlib import Path
 from instmix.align.answer import AlignParams, answer, load_eval_set
 from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
+from instmix.core.stack import check_stack
 
 
 def main(argv: list[str]) -> None:
@@ -21,6 +22,7 @@ def main(argv: list[str]) -> None:
         raise StageError("usage: python -m stages.eval_align <model dir> <flask dir> <out dir>")
     model_dir, flask, out = map(Path, argv)
     params = load(AlignParams, "eval.align")
+    check_stack()
     if not (model_dir / "config.json").is_file():
         raise StageError(f"{model_dir} is not a model directory (no config.json)")
     rows = answer(model_dir, load_eval_set(flask, params), params)

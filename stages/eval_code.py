@@ -20,12 +20,14 @@ from instmix.code.humaneval import CodeParams, generate_samples, read_problems, 
 from instmix.code.sandbox import Sandbox
 from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import PARAMS_FILE, ParamsError, StageError, cli, load
+from instmix.core.stack import check_stack
 
 USAGE = "python -m stages.eval_code <model dir> <out dir> | --samples FILE [--out DIR] [--problems FILE]"
 
 
 def evaluate_model(model_dir: Path, out: Path) -> None:
     params = load(CodeParams, "eval.code")
+    check_stack()
     if not params.execute:
         raise ParamsError(
             "eval.code.execute", False, "true, to run model-written code in the sandbox (scoring needs it)"

@@ -14,6 +14,7 @@ from pathlib import Path
 from instmix.core import hub
 from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
+from instmix.core.stack import check_stack
 from instmix.nlp.harness import NLPParams, evaluate, resolve_device, source_of
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str]) -> None:
         raise StageError("usage: python -m stages.eval_nlp <model dir> <benchmarks dir> <out dir>")
     model_dir, benchmarks, out = map(Path, argv)
     params = load(NLPParams, "eval.nlp")
+    check_stack()
     if not (model_dir / "config.json").exists():
         raise StageError(f"{model_dir} is not a model directory (no config.json); run the base or sft stage first")
     pins = {task: pin for task in params.tasks if (pin := source_of(benchmarks, task))}

@@ -14,6 +14,7 @@ from pathlib import Path
 from instmix.align.judge import JudgeParams, judge, read_answers
 from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
+from instmix.core.stack import check_stack
 
 
 def main(argv: list[str]) -> None:
@@ -21,6 +22,7 @@ def main(argv: list[str]) -> None:
         raise StageError("usage: python -m stages.judge <answers.jsonl> <flask dir> <out dir> <cache dir>")
     answers, flask, out, cache = map(Path, argv)
     params = load(JudgeParams, "eval.judge")
+    check_stack()
     judgments, metrics, breakdown = judge(read_answers(answers), params, flask, cache)
     write_jsonl(out / "judgments.jsonl", judgments)
     write_json(out / "breakdown.json", breakdown)

@@ -20,6 +20,7 @@ from typing import Any
 
 from instmix.core import hub
 from instmix.core.params import StageError, cli, load, parse
+from instmix.core.stack import check_stack
 from instmix.train.config import SFTParams, is_main_process
 
 USAGE = "usage: python -m stages.sft <mixture> <base dir> <out dir> <report dir> <checkpoint dir> --seed N"
@@ -32,6 +33,7 @@ def main(argv: list[str]) -> None:
     mixture, base, out, report, checkpoints = map(Path, argv[:5])
     seed = parse(int, argv[6], "--seed")
     params = load(SFTParams, "sft")
+    check_stack()
     if not (base / "config.json").exists():
         raise StageError(f"{base} is not a model directory (no config.json); run the base stage first")
     if params.launcher != "single" and "LOCAL_RANK" not in os.environ:  # not yet under accelerate: relaunch
