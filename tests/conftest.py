@@ -119,7 +119,7 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     hub.stop()
 
 
-LONGEST = ("test_pipeline.py", "test_grid.py", "test_pipeline_hub.py")  # minutes each: the end-to-end `dvc repro` modules
+LONGEST = ("test_pipeline.py", "test_grid.py", "test_pipeline_hub.py")  # minutes each: end-to-end `dvc repro`
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
