@@ -25,13 +25,16 @@ PLAN_DIR = Path("data/plan")
 
 
 def dvc(*args: str) -> None:
-    """A dvc command, its output streamed; a failure becomes one line naming the step."""
-    done = subprocess.run(["dvc", *args], stderr=subprocess.PIPE, text=True, check=False)
-    if done.returncode:
-        sys.stderr.write(done.stderr)
-        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")] or ["(no message)"]
+    """A dvc command, its output streamed as it comes; a failure becomes one line naming the step."""
+    process = subprocess.Popen(["dvc", *args], stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    errors = ["(no message)"]
+    for line in process.stderr:
+        sys.stderr.write(line)
+        if line.startswith("ERROR"):
+            errors.append(line.strip())
+    if process.wait():
         raise StageError(f"`dvc {' '.join(args[:2])} ...` failed: {errors[-1]}; rerun the job to go on")
-    sys.stderr.write(done.stderr)
 
 
 def main(argv: list[str]) -> None:

@@ -24,7 +24,8 @@ import yaml
 from tests.conftest import REPO, set_params, stage_env
 from tests.test_pipeline import clean_clone, commit, ran_stages
 
-AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+       "AWS_MAX_ATTEMPTS": "1"}  # a loopback server needs no retries: the outage fails in seconds, not minutes
 GRID = {  # two settings, two benchmarks, a training long enough to be killed mid-way
     "settings": ["A", "C"],
     "eval.benchmarks": {k: f"assets/demo/benchmarks/{v}" for k, v in
@@ -183,15 +184,17 @@ def grid(tmp_path_factory: pytest.TempPathFactory, s3: Outage) -> dict[str, Any]
     # train-1 loses the remote the moment its push starts, then runs again once it is back.
     second = clone(origin, root / "worker-1", s3)
     plan(second)
-    process = subprocess.Popen([sys.executable, "-m", "stages.job", "train-1"], cwd=second, env=env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("job train-1: pushing"):
-            s3.down()
-            break
-    _stdout, stderr = process.communicate(timeout=600)
-    out["outage"] = (process.returncode, stderr)
+    log = root / "train-1.stderr"
+    with log.open("w") as stderr:  # a file, not a pipe: nothing blocks while stdout is read
+        process = subprocess.Popen([sys.executable, "-m", "stages.job", "train-1"], cwd=second, env=env(),
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("job train-1: pushing"):
+                s3.down()
+                break
+        process.communicate(timeout=600)
+    out["outage"] = (process.returncode, log.read_text())
     s3.up()
     out["train-1"] = job(second, "train-1")
 
