@@ -24,8 +24,12 @@ import yaml
 from tests.conftest import REPO, set_params, stage_env
 from tests.test_pipeline import clean_clone, commit, ran_stages
 
-AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-       "AWS_MAX_ATTEMPTS": "1"}  # a loopback server needs no retries: the outage fails in seconds, not minutes
+AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_MAX_ATTEMPTS": "1",
+}  # a loopback server needs no retries: the outage fails in seconds, not minutes
 GRID = {  # two settings, two benchmarks, a training long enough to be killed mid-way
     "settings": ["A", "C"],
     "eval.benchmarks": {k: f"assets/demo/benchmarks/{v}" for k, v in
