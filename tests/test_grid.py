@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -113,6 +114,18 @@ def s3() -> Iterator[Outage]:
         server.wait(timeout=30)
 
 
+def complete_checkpoints(shared: Path) -> list[Path]:
+    """Checkpoints whose trainer_state.json (the Trainer writes it last) parses: a resume can start there."""
+    done = []
+    for state in shared.glob("*/checkpoint-*/trainer_state.json"):
+        try:
+            json.loads(state.read_text())
+        except ValueError:
+            continue
+        done.append(state.parent)
+    return done
+
+
 def env() -> dict[str, str]:
     return stage_env(**AWS)
 
@@ -172,12 +185,12 @@ def grid(tmp_path_factory: pytest.TempPathFactory, s3: Outage) -> dict[str, Any]
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 600
-    while not list(shared.glob("*/checkpoint-*")) and time.monotonic() < deadline:
+    while not complete_checkpoints(shared) and time.monotonic() < deadline:
         assert process.poll() is None, "train-0 ended before it could be killed"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    out["killed_checkpoints"] = sorted(p.relative_to(shared).as_posix() for p in shared.glob("*/checkpoint-*"))
+    out["killed_checkpoints"] = sorted(p.relative_to(shared).as_posix() for p in complete_checkpoints(shared))
     again = clone(origin, root / "worker-0b", s3)  # a relaunched machine: a fresh clone, the same bucket
     (again / "models").mkdir()
     (again / "models" / "checkpoints").symlink_to(shared)
@@ -219,8 +232,6 @@ def test_the_plan_gives_each_model_and_its_evaluations_to_one_worker(grid: dict[
 
 def test_a_killed_worker_resumes_from_the_shared_checkpoints(grid: dict[str, Any]) -> None:
     assert grid["killed_checkpoints"]
-    import json
-
     killed_model = grid["killed_checkpoints"][0].split("/")[0]
     metrics = json.loads((grid["train-0-dir"] / "reports" / "sft" / killed_model / "metrics.json").read_text())
     assert metrics["resumed"] is True
