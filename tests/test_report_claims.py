@@ -11,7 +11,7 @@ from instmix.report.claims import DELTA_CLAIMS
 from instmix.report.layout import TABLE1_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.runs import read_paper
-from instmix.report.sweeps import dips_then_peaks, sweep_points
+from instmix.report.sweeps import sweep_points
 from instmix.report.verdicts import claims_json, evaluate_claims
 from tests.test_report import PAPER_FILE
 
@@ -68,18 +68,11 @@ def test_seed_spread_makes_a_small_delta_within_noise() -> None:
     reps["P"] = {"nlp_avg": [28.2, 30.2, 32.4]}
     result = next(r for r in evaluate_claims(reps, {}, read_paper(PAPER_FILE), PARAMS) if r.id == "p_best_nlp")
     assert result.mark == "within noise"
-    assert result.detail == "3 seeds per setting; bootstrap over seeds; point estimate holds"
+    assert result.detail == (
+        "3 seeds per setting; pooled seed variance (t); bias-corrected (a max or min of noisy values);"
+        " point estimate holds"
+    )
     assert result.interval is not None and result.interval[0] < 0 < result.interval[1]
-
-
-def test_dips_then_peaks_definition() -> None:
-    assert dips_then_peaks([5, 4, 6]) == (True, 1, 2)
-    assert dips_then_peaks([5, 4, 3, 6, 5.5]) == (True, 2, 3)  # the paper's shape: peak at 1.5, dip at 2
-    assert not dips_then_peaks([5, 6, 4, 7])[0]  # rises first
-    assert not dips_then_peaks([5, 4, 3, 4, 4.5])[0]  # never back above the start
-    assert not dips_then_peaks([5, 4, 6, 3])[0]  # lowest point last
-    with pytest.raises(ValueError):
-        dips_then_peaks([1, 2])
 
 
 def test_sweep_points_use_mix_metrics_and_table_anchors() -> None:

@@ -29,12 +29,27 @@ def test_too_few_points_are_not_enough() -> None:
     assert result.mark == "not enough points"
 
 
-def test_curve_claim_reports_the_shape() -> None:
-    result = evaluate_curve_claim("nlp_avg", *curve([30.0, 28.0, 31.0, 33.0, 32.0]), PARAMS)
-    assert result.mark == "holds" and result.delta == -2.0
-    assert result.detail == "lowest at 0.5, highest at 1.5, then down to 32.00 at 2; single run"
+def test_curve_claim_tests_the_fall_and_the_peak_above_the_start() -> None:
+    result = evaluate_curve_claim("nlp_avg", *curve([30.0, 28.0, 31.0, 33.0, 32.0], spread=0.1), PARAMS)
+    assert result.mark == "holds" and np.isclose(result.delta, -2.0)
+    assert result.interval is not None and result.interval[1] < 0
+    assert result.detail.startswith("fall: holds; peak above the start +3.00 [") and ": holds; 3 seeds" in result.detail
+    # rises first: the fall's interval is above 0
+    assert evaluate_curve_claim("nlp_avg", *curve([30.0, 32.0, 33.0], spread=0.1), PARAMS).mark == "reversed"
+    # dips but never climbs back above the start
+    assert evaluate_curve_claim("nlp_avg", *curve([40.0, 28.0, 31.0], spread=0.1), PARAMS).mark == "reversed"
+    # without anything to resample only the points speak
+    assert evaluate_curve_claim("nlp_avg", *curve([30.0, 28.0, 31.0]), PARAMS).mark == "holds"
     assert evaluate_curve_claim("nlp_avg", *curve([40.0, 28.0, 31.0]), PARAMS).mark == "does not hold"
     assert set(TABLE_SETTINGS) >= {"A", "ACP"}  # the anchors are table settings
+
+
+def test_a_flat_curve_is_within_noise_not_a_failed_shape() -> None:
+    """The demo's case: every point equals the base model's, so each difference is 0 in every draw."""
+    result = evaluate_curve_claim("nlp_avg", *curve([30.0] * 5, spread=0.5), PARAMS)
+    assert result.mark == "within noise" and result.delta == 0.0
+    noisy = evaluate_curve_claim("nlp_avg", *curve([30.0, 29.8, 30.1, 30.3, 30.0], spread=1.0), PARAMS)
+    assert noisy.mark == "within noise"
 
 
 def peak(ys: Sequence[float], spread: float = 0.1) -> tuple[str, float | None]:

@@ -15,9 +15,12 @@ BASELINE = 50.0
 
 
 def metric(setting: str) -> float:
-    """A metric built from known effects: y = baseline + sum of effect/2 x coded factors."""
+    """A metric built from known effects: y = baseline + sum of effect / 2^k x coded factors (k: the
+    term's sources), so each effect is a difference of differences of size `effect`."""
     coded = {f: 1 if f in setting else -1 for f in FACTORS}
-    return BASELINE + sum(v / 2 * math.prod(coded[f] for f in term.split("x")) for term, v in PLANTED.items())
+    return BASELINE + sum(
+        v / 2 ** len(term.split("x")) * math.prod(coded[f] for f in term.split("x")) for term, v in PLANTED.items()
+    )
 
 
 def test_the_decomposition_recovers_planted_main_effects_and_interactions() -> None:
@@ -43,3 +46,29 @@ def test_it_works_on_bootstrap_draws() -> None:
     result = attribution(draws.__getitem__)
     assert np.allclose(result["A"], PLANTED["A"]) and np.allclose(result["AxCxP"], PLANTED["AxCxP"])
     assert np.allclose(sum(result[f"Shapley {f}"] for f in FACTORS), draws["ACP"] - draws["none"])
+
+
+def test_an_interaction_reads_as_the_change_in_a_main_effect() -> None:
+    """Planted: adding A gains 1.0 without C and 1.75 with C (a change of 0.75), whatever P."""
+    gain = {"": 1.0, "C": 1.75}
+
+    def y(setting: str) -> float:
+        with_c = "C" in setting
+        return 40.0 + (gain["C" if with_c else ""] if "A" in setting else 0.0) + (3.0 if with_c else 0.0)
+
+    result = effects(y)
+    assert result["AxC"] == pytest.approx(0.75)
+    assert result["A"] == pytest.approx((1.0 + 1.75) / 2) and result["C"] == pytest.approx(3.0 + 0.75 / 2)
+    assert result["AxP"] == pytest.approx(0.0) and result["AxCxP"] == pytest.approx(0.0)
+
+
+def test_a_three_way_interaction_reads_as_the_change_in_a_two_way_one() -> None:
+    """Planted: A's gain is 1 everywhere except with both C and P, where it is 3: AxC is 0 without
+    P and 2 with P, so AxCxP = 2 (and AxC, AxP read 1: the change averaged over the third source)."""
+
+    def y(setting: str) -> float:
+        return 10.0 + (3.0 if {"C", "P"} <= set(setting) else 1.0) * ("A" in setting)
+
+    result = effects(y)
+    assert result["AxCxP"] == pytest.approx(2.0)
+    assert result["AxC"] == pytest.approx(1.0) and result["AxP"] == pytest.approx(1.0)

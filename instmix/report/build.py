@@ -13,7 +13,7 @@ from instmix.core.params import StageError
 from instmix.core.vocab import BASE, SKILLS, SWEEP_SETTINGS, TASKS
 from instmix.report.claims import DELTA_CLAIMS
 from instmix.report.curves import CURVE_METRICS
-from instmix.report.export import token_section, write_csv, write_olmix
+from instmix.report.export import csv_rows, token_section, write_csv, write_olmix
 from instmix.report.header import header, read_setup
 from instmix.report.items import Resampler, by_setting
 from instmix.report.layout import DASH, PLOT_FILES, TABLE1_ROWS, TABLE2_ROWS
@@ -25,7 +25,6 @@ from instmix.report.stats import Stat, replicates, stats_of
 from instmix.report.sweeps import sweep_points
 from instmix.report.tables import (
     claims_section,
-    csv_rows,
     factorial_section,
     sweep_section,
     tables_section,
@@ -103,7 +102,7 @@ def build_report(
     sweeps, sweep_notes = {}, {}
     for kind in SWEEP_SETTINGS:
         sweeps[kind], sweep_notes[kind] = sweep_points(kind, settings, mix)  # type: ignore[arg-type]
-    resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed)
+    resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed, params.confidence)
     results = evaluate_claims(reps, sweeps, paper, params, resampler)
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
     curve_results = results[len(DELTA_CLAIMS) : len(DELTA_CLAIMS) + len(CURVE_METRICS)]
@@ -113,8 +112,10 @@ def build_report(
 
     lines = header(runs, setup, mix, params) + claims_section(results, params)
     benchmark_prompts = bool((setup.fetched.get("p3") or {}).get("benchmark_tasks"))
-    lines += tables_section(stats, paper, params.sizes, benchmark_prompts, resampler, params.confidence)
-    lines += token_section(runs) + factorial_section(stats, resampler, params.confidence)
+    lines += tables_section(
+        stats, paper, params.sizes, benchmark_prompts, resampler, params.confidence, params.min_items
+    )
+    lines += token_section(runs) + factorial_section(stats, resampler, params.confidence, params.min_items)
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])

@@ -23,6 +23,9 @@ class DeltaClaim:
     sign: int  # +1: the claim says the delta is positive; -1: negative
     delta: Callable[[Callable[[str, str], Any]], Any]
     decimals: int
+    extreme: bool = False
+    """The delta takes a max or min over noisy values (best_single, lowest_gain, the peak): its
+    estimate is biased, so its interval is bias-corrected (correct_bias)."""
 
 
 SINGLE = TABLE_SETTINGS[:3]  # A, C, P
@@ -35,6 +38,16 @@ def best_single(source: str, metric: str) -> Callable[[Callable[[str, str], Any]
     return lambda v: v(source, metric) - np.maximum(v(a, metric), v(b, metric))
 
 
+def correct_bias(draws: np.ndarray, point: float) -> np.ndarray:
+    """Draws recentred for a biased estimate. The max of two noisy values is biased up, so when
+    they are close P - max(A, C) reads low; its bootstrap draws repeat that bias (their mean sits
+    below the point by about as much as the point sits below the truth), so a plain percentile
+    interval is off by twice the bias, towards reversed. Moving the draws by -2 x (mean of the
+    draws - point) centres them on the bias-corrected estimate (point - bias): the basic
+    bootstrap's correction, keeping the percentile interval's shape."""
+    return draws - 2 * (float(np.nanmean(draws)) - point)
+
+
 def lowest_gain(v: Callable[[str, str], Any]) -> Any:
     """The smallest FLASK gain of any trained setting over the base model."""
     gains = [v(s, "flask_avg") - v("none", "flask_avg") for s in TRAINED]
@@ -43,11 +56,11 @@ def lowest_gain(v: Callable[[str, str], Any]) -> Any:
 
 DELTA_CLAIMS = (
     DeltaClaim("p_best_nlp", "P gives the best NLP average among single sources", "P - max(A, C), NLP avg (pp)",
-               +1, best_single("P", "nlp_avg"), 2),
+               +1, best_single("P", "nlp_avg"), 2, True),
     DeltaClaim("c_best_code", "C gives the best HumanEval among single sources", "C - max(A, P), pass@1 (pp)",
-               +1, best_single("C", "pass@1"), 2),
+               +1, best_single("C", "pass@1"), 2, True),
     DeltaClaim("c_best_code10", "C gives the best HumanEval pass@10 among single sources",
-               "C - max(A, P), pass@10 (pp)", +1, best_single("C", "pass@10"), 2),
+               "C - max(A, P), pass@10 (pp)", +1, best_single("C", "pass@10"), 2, True),
     DeltaClaim(
         "p_lowers_alignment", "Adding P lowers alignment", "mean(AP - A, CP - C, ACP - AC), FLASK avg", -1,
         lambda v: (v("AP", "flask_avg") - v("A", "flask_avg") + v("CP", "flask_avg") - v("C", "flask_avg")
@@ -56,19 +69,19 @@ DELTA_CLAIMS = (
     DeltaClaim("c_raises_alignment", "Adding C to A raises alignment", "AC - A, FLASK avg", +1,
                lambda v: v("AC", "flask_avg") - v("A", "flask_avg"), 1),
     DeltaClaim("a_best_alignment", "A gives the best alignment among single sources", "A - max(C, P), FLASK avg",
-               +1, best_single("A", "flask_avg"), 1),
+               +1, best_single("A", "flask_avg"), 1, True),
     DeltaClaim("a_best_race", "A is the best single source on RACE", "A - max(C, P), RACE (pp)", +1,
-               best_single("A", "race"), 2),
+               best_single("A", "race"), 2, True),
     DeltaClaim("a_best_hellaswag", "A is the best single source on HellaSwag", "A - max(C, P), HellaSwag (pp)",
-               +1, best_single("A", "hellaswag"), 2),
+               +1, best_single("A", "hellaswag"), 2, True),
     DeltaClaim("p_best_arc", "P is the best single source on ARC", "P - max(A, C), ARC (pp)", +1,
-               best_single("P", "arc_challenge"), 2),
+               best_single("P", "arc_challenge"), 2, True),
     DeltaClaim("p_best_winogrande", "P is the best single source on Winogrande", "P - max(A, C), Winogrande (pp)",
-               +1, best_single("P", "winogrande"), 2),
+               +1, best_single("P", "winogrande"), 2, True),
     DeltaClaim("ac_above_c_code", "AC is above C on code (the paper: at 7B)", "AC - C, pass@1 (pp)", +1,
                lambda v: v("AC", "pass@1") - v("C", "pass@1"), 2),
     DeltaClaim("all_raise_alignment", "Every instruction type improves alignment over the base model",
-               "min over A ... ACP of (setting - none), FLASK avg", +1, lowest_gain, 1),
+               "min over A ... ACP of (setting - none), FLASK avg", +1, lowest_gain, 1, True),
 )  # fmt: skip
 
 
@@ -101,7 +114,7 @@ class Draws:
     per-item files (instmix.report.items), else over seeds only."""
 
     def __init__(self, reps: Replicates, resampler: Resampler | None, params: ReportParams) -> None:
-        self.seeds = Values(reps, params.bootstrap_samples, params.seed)
+        self.seeds = Values(reps, params.bootstrap_samples, params.seed, params.confidence)
         self.resampler = resampler
         self.item_level = resampler is not None
         self.items: dict[str, int] = {}  # item set -> its size, for every metric drawn
@@ -146,10 +159,12 @@ def evaluate_delta_claim(
     if resampler is not None or multi_seed:  # else there is nothing to resample
         draws = claim.delta(source)
         if source.item_level or multi_seed:
-            interval = percentile_interval(draws, params.confidence)
+            interval = percentile_interval(correct_bias(draws, delta) if claim.extreme else draws, params.confidence)
     result.delta, result.interval = delta, interval
     result.mark = mark_delta(claim.sign, delta, interval)
     result.detail = seeds_detail(point.used) + interval_detail(source.item_level, multi_seed, interval)
+    if interval is not None and claim.extreme:
+        result.detail += "; bias-corrected (a max or min of noisy values)"
     if result.mark in ("holds", "reversed") and (few := source.too_few(params)):
         result.mark, result.detail = "too few items", result.detail + few + f" (interval alone: {result.mark})"
     if result.mark == "within noise":
@@ -161,8 +176,8 @@ def interval_detail(item_level: bool, multi_seed: bool, interval: tuple[float, f
     if interval is None:
         return "; no interval (one seed, no per-item files)"
     if item_level:
-        return "; paired bootstrap over items" + (" and seeds" if multi_seed else "")
-    return "; bootstrap over seeds"
+        return "; paired bootstrap over items" + (" + pooled seed variance (t)" if multi_seed else "")
+    return "; pooled seed variance (t)"
 
 
 def paper_delta(claim: DeltaClaim, paper: Mapping[str, Any], size: str) -> str:

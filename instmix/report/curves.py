@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from instmix.report.claims import ClaimResult, DeltaClaim, Draws, evaluate_delta_claim, seeds_detail
+from instmix.report.claims import ClaimResult, DeltaClaim, evaluate_delta_claim
 from instmix.report.items import Resampler
 from instmix.report.params import ReportParams
-from instmix.report.stats import Replicates, Values, percentile_interval
-from instmix.report.sweeps import Point, dips_then_peaks
+from instmix.report.stats import Replicates
+from instmix.report.sweeps import Point
+from instmix.report.tables import fmt_interval
 
 CURVE_METRICS = {"nlp_avg": "NLP avg", "pass@1": "HumanEval pass@1"}
 
@@ -21,11 +22,14 @@ CURVE_METRICS = {"nlp_avg": "NLP avg", "pass@1": "HumanEval pass@1"}
 def evaluate_curve_claim(
     metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams, resampler: Resampler | None = None
 ) -> ClaimResult:
+    """Dips then peaks, as two differences each with its interval: the fall y[1] - y[0] < 0, and
+    the peak above the start max(y[2:]) - y[0] > 0. Holds when both hold; reversed when either
+    interval excludes 0 on the other side; within noise (or too few items) otherwise."""
     label = CURVE_METRICS[metric]
     result = ClaimResult(
         f"ratio_dips_then_peaks_{metric.replace('@', '')}",
         f"{label} first dips, then peaks as the specialised/general ratio grows",
-        f"{label} vs ratio: y[1] - y[0] < 0 and argmax after argmin",
+        f"{label} vs ratio: fall y[1] - y[0] < 0 (shown), then a peak above the start max(y[2:]) - y[0] > 0",
         "not enough points",
         decimals=2,
         sign=-1,  # the claimed first step is a fall
@@ -35,25 +39,26 @@ def evaluate_curve_claim(
     if len(present) < 3:
         result.detail = f"{len(present)} point(s) with {label}; needs >= 3"
         return result
-    point = Values(reps)
-    ys = [point(p.setting, metric) for p in present]
-    holds, low, high = dips_then_peaks(ys)
-    result.delta = ys[1] - ys[0]
-    shape = f"lowest at {present[low].x:g}, highest at {present[high].x:g}"
-    if high < len(present) - 1:
-        shape += f", then down to {ys[-1]:.2f} at {present[-1].x:g}"
-    result.detail = f"{shape}; {seeds_detail(point.used)}"
-    result.mark = "holds" if holds else "does not hold"
-    boot = Draws(reps, resampler, params)
-    ys_draws = [boot(p.setting, metric) for p in present] if holds else []
-    if holds and (boot.item_level or any(n > 1 for n in point.used.values())):
-        fall = percentile_interval(ys_draws[1] - ys_draws[0], params.confidence)
-        rise = percentile_interval(ys_draws[high] - ys_draws[low], params.confidence)
-        result.interval = fall
-        result.detail += f"; rise {ys[high] - ys[low]:+.2f} [{rise[0]:+.2f}, {rise[1]:+.2f}]"
-        if fall[0] <= 0 <= fall[1] or rise[0] <= 0 <= rise[1]:
-            result.mark = "within noise"
-            result.detail += "; point estimate holds"
+    first, second, rest = present[0].setting, present[1].setting, [p.setting for p in present[2:]]
+
+    def peak(v: Callable[[str, str], Any]) -> Any:
+        return np.max(np.stack(np.broadcast_arrays(*(v(s, metric) for s in rest))), axis=0) - v(first, metric)
+
+    fall = evaluate_delta_claim(
+        DeltaClaim("fall", "", "", -1, lambda v: v(second, metric) - v(first, metric), 2), reps, params, resampler
+    )
+    rise = evaluate_delta_claim(DeltaClaim("peak", "", "", +1, peak, 2, True), reps, params, resampler)
+    marks = {fall.mark, rise.mark}
+    result.mark = (
+        "holds" if marks == {"holds"}
+        else "reversed" if "reversed" in marks
+        else "does not hold" if "does not hold" in marks
+        else "too few items" if "too few items" in marks
+        else "within noise"
+    )  # fmt: skip
+    result.delta, result.interval = fall.delta, fall.interval
+    peak_text = f"{rise.delta:+.2f}" + ("" if rise.interval is None else f" {fmt_interval(*rise.interval, 2)}")
+    result.detail = f"fall: {fall.mark}; peak above the start {peak_text}: {rise.mark}; {fall.detail}"
     return result
 
 
@@ -86,7 +91,7 @@ def peak_claim(metric: str, points: Sequence[Point]) -> DeltaClaim | str:
     label = CURVE_METRICS[metric]
     claim_id, text = SWEEP_CLAIMS["ratio"]
     return DeltaClaim(f"{claim_id}_{metric.replace('@', '')}", text.format(label=label),
-                      f"y(1.5) - max over the other ratio points, {label} (pp)", +1, delta, 2)  # fmt: skip
+                      f"y(1.5) - max over the other ratio points, {label} (pp)", +1, delta, 2, True)  # fmt: skip
 
 
 def plateau_claim(metric: str, points: Sequence[Point]) -> DeltaClaim | str:

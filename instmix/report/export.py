@@ -1,4 +1,4 @@
-"""Token shares per source, and the runs in the layout of AllenAI's olmix mixture-fitting tool.
+"""Token shares per source, the runs in the layout of AllenAI's olmix mixture-fitting tool, and results.csv's rows.
 
 Each sft stage counts, with the base model's tokenizer and after the cut at max_length, the
 examples, prompt tokens and supervised (response) tokens of each source it trained on
@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from instmix.core.files import atomic_open
 from instmix.core.vocab import LETTERS, SOURCES
@@ -90,3 +91,25 @@ def write_olmix(out: Path, runs: Mapping[str, Run]) -> None:
 def write_csv(path: Path, rows: Sequence[Sequence[str]]) -> None:
     with atomic_open(path) as handle:
         csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def csv_rows(runs: Mapping[str, Run], mix: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One row per model id (report order): model, setting, seed, then every flattened metric but the
+    params (those are in the header), plus the mixture's size and sweep x."""
+    keyed = {}
+    for model, r in runs.items():
+        m = mix.get(r.setting, {})
+        row = dict(r.raw) | {f"mix.{k}": m[k] for k in ("records", "ratio", "per_type") if k in m}
+        row |= {f"mix.records_per_source.{k}": v for k, v in m.get("records_per_source", {}).items()}
+        keyed[model] = row
+    columns = sorted({k for row in keyed.values() for k in row})
+    body = [[m, r.setting, csv_cell(r.seed), *(csv_cell(keyed[m].get(c)) for c in columns)] for m, r in runs.items()]
+    return ["model", "setting", "seed", *columns], body

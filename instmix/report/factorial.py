@@ -2,10 +2,14 @@
 a full 2^3 design in the three sources, so each metric splits into main effects, interactions
 and exact Shapley values per source.
 
-With each source coded +1 (in the mixture) or -1 (not), an effect is (1/4) x the sum over the
-eight settings of the product of the coded factors times the metric: a main effect is the mean
-of the settings with the source minus the mean of those without; A x C is how much A's effect
-changes with C. The Shapley value of a source is its average marginal gain over the orders in
+Every term is a difference (of differences) of means, in the metric's own units. With each source
+coded +1 (in the mixture) or -1 (not), a term of k sources is the sum over the eight settings of
+the product of its coded factors times the metric, divided by 2^(3-k): a main effect (k = 1, /4)
+is the mean of the settings with the source minus the mean of those without; A x C (k = 2, /2)
+is how much A's effect changes when C is added (A's effect with C minus A's effect without C,
+averaged over P); A x C x P (k = 3, /1) is how much that change itself changes when P is added.
+(The classical Yates effects divide every term by 4, which halves a two-way interaction and
+quarters the three-way one; these do not.) The Shapley value of a source is its average marginal gain over the orders in
 which the sources can be added, so the three sum to ACP - none. Data quantity is confounded with
 the design (single sources 20K examples, pairs 40K, ACP 60K), which the report says beside it.
 """
@@ -35,12 +39,15 @@ SETTINGS = tuple(setting(s) for s in SUBSETS)
 
 
 def effects(y: Callable[[str], Any]) -> dict[str, Any]:
-    """Every main effect and interaction of the metric `y(setting)` (floats or bootstrap draws)."""
+    """Every main effect and interaction of the metric `y(setting)` (floats or bootstrap draws), as
+    differences of differences (the module docstring): a planted change of d in A's effect with C
+    gives AxC = d."""
     values = {s: y(setting(s)) for s in SUBSETS}
     out = {}
     for term in TERMS:
         factors = term.split("x")
-        out[term] = sum(math.prod(1 if f in s else -1 for f in factors) * v for s, v in values.items()) / 4
+        total = sum(math.prod(1 if f in s else -1 for f in factors) * v for s, v in values.items())
+        out[term] = total / 2 ** (len(FACTORS) - len(factors))
     return out
 
 

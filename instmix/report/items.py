@@ -6,8 +6,18 @@ Every delta compares settings on the same items, so the draws here are *paired*:
 resampling of each item set (documents per NLP task, HumanEval problems, FLASK instances) is
 shared by every model, and a metric is recomputed from it exactly as its stage computes it
 (MMLU over all its documents; pass@k per problem from its n samples; a FLASK skill as the mean
-over the instances annotated with it, the average over the 8 skills). With several seeds of a
-setting, each draw also resamples its seeds (hierarchical: seeds, then items).
+over the instances annotated with it, the average over the 8 skills).
+
+Seeds. A setting's value is the mean of its seeds' models, so its draws are the items' draws of
+that mean plus a seed term: the seed-to-seed spread cannot be seen by resampling items (every
+seed's model scores the same items). Resampling 2 or 3 seed values with replacement underestimates
+that spread (86 % and 92 % coverage for a nominal 95 %), so instead the seed variance of a metric
+is pooled over every setting with several seeds (s^2 with df = sum of (seeds - 1)), and each
+setting's draws get an independent normal term of sd c x s / sqrt(its seeds), where
+c = t_{df}(q) / z(q), q = (1 + confidence) / 2. A difference of two settings then has the interval
+of a pooled two-sample t test on the seeds, widened by the items' own noise (bench/coverage.py
+measures its coverage). With one seed everywhere the seed variance is unknown and no term is
+added: intervals then speak about the trained models, not about other seeds of their settings.
 
 A resample is a row of counts over the items, so every model's draws in one item set are one
 matrix product (draws x items) @ (items x models), computed in chunks of draws.
@@ -23,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from instmix.align.scoring import metric_key
 from instmix.core.files import read_records
@@ -68,11 +79,17 @@ class Resampler:
     """{setting: [the Items of each seed's model]}."""
     draws: int
     seed: int = 0
+    confidence: float = 0.95
+    """Sets the seed term's small-sample widening c (the module docstring)."""
     chunk: int = 500
     """Draws resampled at a time (bounds memory: chunk x items counts)."""
     common: dict[str, list[Any]] = field(init=False)
     sums: dict[str, tuple[np.ndarray, dict[tuple[str, int, str], int]]] = field(init=False, default_factory=dict)
+    totals: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    """Each unit's column sums over its items as they are (no resampling): the point values."""
     cache: dict[tuple[str, str], np.ndarray | None] = field(init=False, default_factory=dict)
+    spreads: dict[str, float] = field(init=False, default_factory=dict)
+    """Per metric: the pooled, widened seed sd (pooled_seed_sd)."""
 
     def __post_init__(self) -> None:
         units: dict[str, set[Any] | None] = {}
@@ -109,6 +126,7 @@ class Resampler:
                         index[setting, i, name] = len(vectors)
                         vectors.append(vector)
             matrix = np.array(vectors, dtype=float).T  # (items, columns)
+            self.totals[unit] = matrix.sum(axis=0)
             n = matrix.shape[0]
             rng = np.random.default_rng([self.seed, zlib.crc32(unit.encode())])
             out = np.empty((self.draws, matrix.shape[1]))
@@ -120,27 +138,30 @@ class Resampler:
             self.sums[unit] = (out, index)
         return self.sums[unit]
 
-    def column(self, unit: str, setting: str, seed: int, name: str) -> np.ndarray | None:
-        """Resampled means of one model's vector, or None when it lacks it."""
+    def column(self, unit: str, setting: str, seed: int, name: str, point: bool = False) -> np.ndarray | None:
+        """Resampled means of one model's vector (`point`: its mean over the items as they are, as a
+        1-element array), or None when it lacks it."""
         if unit not in self.common:
             return None
         sums, index = self.unit_sums(unit)
         j = index.get((setting, seed, name))
-        return None if j is None else sums[:, j] / len(self.common[unit])
+        if j is None:
+            return None
+        return (self.totals[unit][j : j + 1] if point else sums[:, j]) / len(self.common[unit])
 
-    def per_model(self, setting: str, seed: int, key: str) -> np.ndarray | None:
-        """Draws of `key` for one model, or None when it lacks the items."""
+    def per_model(self, setting: str, seed: int, key: str, point: bool = False) -> np.ndarray | None:
+        """Draws of `key` for one model (`point`: its value on the shared items), or None when it lacks the items."""
         if key in TASKS:
-            draws = self.column(key, setting, seed, "score")
+            draws = self.column(key, setting, seed, "score", point)
             return None if draws is None else draws * 100
         if key == "nlp_avg":  # over the tasks evaluated (eval.nlp.tasks), as eval_nlp's avg
-            tasks = [self.per_model(setting, seed, t) for t in TASKS if t in self.common]
+            tasks = [self.per_model(setting, seed, t, point) for t in TASKS if t in self.common]
             return None if not tasks or any(t is None for t in tasks) else np.mean(tasks, axis=0)
         if key in CODE_KEYS:
-            draws = self.column("code", setting, seed, key)
+            draws = self.column("code", setting, seed, key, point)
             return None if draws is None else draws * 100
         if key in ALIGN_KEYS:
-            return self.flask(setting, seed, key)
+            return self.flask(setting, seed, key, point)
         return None
 
     def mcnemar(self, setting: str, reference: str, task: str) -> float | None:
@@ -158,14 +179,14 @@ class Resampler:
         c = sum(y > x for x, y in zip(first, second, strict=True))
         return mcnemar_exact(b, c)
 
-    def flask(self, setting: str, seed: int, key: str) -> np.ndarray | None:
+    def flask(self, setting: str, seed: int, key: str, point: bool = False) -> np.ndarray | None:
         """A skill: the mean over the resampled instances scored on it, x 20; the avg: over the skills scored."""
         skills = [key] if key != "flask_avg" else list(SKILLS)
         per_skill = []
         for skill in skills:
             total, count = (
-                self.column("align", setting, seed, f"sum:{skill}"),
-                self.column("align", setting, seed, f"count:{skill}"),
+                self.column("align", setting, seed, f"sum:{skill}", point),
+                self.column("align", setting, seed, f"count:{skill}", point),
             )
             if total is not None and count is not None:
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -175,23 +196,67 @@ class Resampler:
         return per_skill[0] if key != "flask_avg" else np.mean(per_skill, axis=0)
 
     def __call__(self, setting: str, key: str) -> np.ndarray | None:
-        """Draws of a setting's mean over seeds: seeds resampled per draw, items shared."""
+        """Draws of a setting's mean over seeds: items shared by every model, plus the seed term."""
         if (setting, key) not in self.cache:
             self.cache[setting, key] = self.draw(setting, key)
         return self.cache[setting, key]
 
+    def seed_values(self, setting: str, key: str) -> list[float] | None:
+        """Each seed's model's value on the shared items, or None when one lacks them."""
+        values = [self.per_model(setting, i, key, point=True) for i in range(len(self.runs.get(setting, [])))]
+        return None if not values or any(v is None for v in values) else [float(v[0]) for v in values]  # type: ignore[index]
+
     def draw(self, setting: str, key: str) -> np.ndarray | None:
-        seeds = [
-            d for i in range(len(self.runs.get(setting, []))) if (d := self.per_model(setting, i, key)) is not None
-        ]
-        if not seeds or len(seeds) != len(self.runs[setting]):
+        seeds = [self.per_model(setting, i, key) for i in range(len(self.runs.get(setting, [])))]
+        if not seeds or any(d is None for d in seeds):
             return None
-        stacked = np.stack(seeds)  # (seeds, draws)
-        if len(seeds) == 1:
-            return stacked[0]
-        rng = np.random.default_rng([self.seed, zlib.crc32(f"{setting}\x1f{key}".encode())])
-        pick = rng.integers(0, len(seeds), size=(len(seeds), self.draws))
-        return stacked[pick, np.arange(self.draws)].mean(axis=0)
+        mean = np.mean(np.stack(seeds), axis=0)  # type: ignore[arg-type]
+        if key not in self.spreads:
+            self.spreads[key] = pooled_seed_sd(
+                {s: self.seed_values(s, key) for s in self.runs}, self.confidence, self.item_noise(key)
+            )
+        return mean + seed_term(self.spreads[key], len(seeds), self.draws, [self.seed, setting, key])
+
+    def item_noise(self, key: str) -> float:
+        """The part of the seeds' spread that the items' draws already carry: each model's own item
+        noise (its Bernoulli or sampling noise on the items, independent between seeds), pooled over the
+        settings with several seeds. Under a shared resampling of the items, the variance of a seed's
+        draws about the seeds' mean is (1 - 1/n) times that noise's variance, so summed over n seeds
+        they estimate (n - 1) times it."""
+        total, df = 0.0, 0
+        for setting, models in self.runs.items():
+            if len(models) < 2:
+                continue
+            seeds = [self.per_model(setting, i, key) for i in range(len(models))]
+            if any(d is None for d in seeds):
+                continue
+            stacked = np.stack(seeds)  # type: ignore[arg-type]
+            deviations = stacked - stacked.mean(axis=0)
+            total += float(np.nanvar(deviations, axis=1).sum())  # estimates (n - 1) x the noise variance
+            df += len(models) - 1
+        return total / df if df else 0.0
+
+
+def pooled_seed_sd(values: Mapping[str, Sequence[float] | None], confidence: float, item_noise: float = 0.0) -> float:
+    """c x s: the seed sd pooled over the settings with several seeds, less the items' own noise that
+    the item draws carry already (`item_noise`, a variance: a random-effects ANOVA's correction),
+    widened for its few degrees of freedom (the module docstring); 0 when no setting has two seeds."""
+    groups = [np.asarray(v, dtype=float) for v in values.values() if v is not None and len(v) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    if df == 0:
+        return 0.0
+    variance = max(0.0, sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / df - item_noise)
+    q = (1 + confidence) / 2
+    return float(stats.t.ppf(q, df) / stats.norm.ppf(q)) * math.sqrt(variance)
+
+
+def seed_term(spread: float, seeds: int, draws: int, stream: Sequence[Any]) -> np.ndarray | float:
+    """The seed term of one setting's draws: normal, sd spread / sqrt(seeds), its own stream."""
+    if spread == 0:
+        return 0.0
+    key = "\x1f".join(str(s) for s in stream[1:])
+    rng = np.random.default_rng([int(stream[0]), zlib.crc32(key.encode())])
+    return rng.standard_normal(draws) * spread / math.sqrt(seeds)
 
 
 def units_of(key: str) -> tuple[str, ...]:

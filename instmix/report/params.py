@@ -15,9 +15,10 @@ class ReportParams:
     nlp_metric: Literal["acc", "acc_norm"] = "acc"
     """lm-eval metric per NLP task (the paper's numbers match plain acc); MMLU has acc only."""
     bootstrap_samples: int = 10000
-    """Bootstrap resamples over seeds for each claim's delta interval."""
+    """Bootstrap resamples over the items every model shares (per NLP task, HumanEval problems,
+    FLASK instances), for every interval of the report."""
     confidence: float = 0.95
-    """Coverage of the bootstrap percentile interval."""
+    """Coverage of the bootstrap percentile intervals (and of the seed term's t widening)."""
     seed: int = 0
     """Seed of the bootstrap."""
     min_items: int = 30

@@ -1,15 +1,16 @@
-"""Replicates over seeds: mean ± std per setting, and bootstrap draws of the means for claims."""
+"""Replicates over seeds: mean ± std per setting, and draws of the means for claims where there are
+no per-item files (the seed term of instmix.report.items alone)."""
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from instmix.report.items import pooled_seed_sd, seed_term
 from instmix.report.layout import METRIC_NAMES
 from instmix.report.runs import Run
 
@@ -42,14 +43,6 @@ def stats_of(reps: Replicates) -> dict[str, dict[str, Stat]]:
     return {s: {k: stat(v) for k, v in metrics.items() if v} for s, metrics in reps.items()}
 
 
-def bootstrap_means(values: Sequence[float], samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of `samples` resamples (with replacement) of the seeds' values."""
-    data = np.asarray(values, dtype=float)
-    if len(data) == 1:
-        return np.full(samples, data[0])
-    return data[rng.integers(0, len(data), size=(samples, len(data)))].mean(axis=1)
-
-
 def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile interval; NaN draws (a resample without any instance of some FLASK skill) are left out."""
     tail = 100 * (1 - confidence) / 2
@@ -60,8 +53,9 @@ def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, fl
 class Values:
     """Looks up per-setting values for a claim: means, or bootstrap draws of the means."""
 
-    def __init__(self, reps: Replicates, draws: int = 0, seed: int = 0) -> None:
-        self.reps, self.draws, self.seed = reps, draws, seed
+    def __init__(self, reps: Replicates, draws: int = 0, seed: int = 0, confidence: float = 0.95) -> None:
+        self.reps, self.draws, self.seed, self.confidence = reps, draws, seed, confidence
+        self.spreads: dict[str, float] = {}
         self.used: dict[str, int] = {}  # setting -> replicates, for "single run" and n in the report
         self.missing: list[str] = []
 
@@ -75,6 +69,8 @@ class Values:
         self.used[setting] = len(values)
         if not self.draws:
             return float(np.mean(values))
-        # One stream per (seed, setting, metric): a draw does not depend on which other settings exist.
-        rng = np.random.default_rng([self.seed, zlib.crc32(f"{setting}\x1f{key}".encode())])
-        return bootstrap_means(values, self.draws, rng)
+        # Without per-item files only the seeds vary: the seed term of instmix.report.items, pooled
+        # over the settings; one stream per (seed, setting, metric), whatever other settings exist.
+        if key not in self.spreads:
+            self.spreads[key] = pooled_seed_sd({s: m.get(key) for s, m in self.reps.items()}, self.confidence)
+        return float(np.mean(values)) + seed_term(self.spreads[key], len(values), self.draws, [self.seed, setting, key])

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import numpy as np
 
 from instmix.core.vocab import BASE_ROW, SOURCES
 from instmix.report.layout import sweep_kind
@@ -59,14 +57,3 @@ def sweep_points(
                 " new mixture (leave it out of `settings` to save its training and evaluation)"
             )
     return [points[x] for x in sorted(points)], notes
-
-
-def dips_then_peaks(ys: Sequence[float]) -> tuple[bool, int, int]:
-    """The paper's Figure 2 shape, made precise: with the points ordered by x, the curve falls
-    first (y[1] < y[0]) and its highest point comes after its lowest point (so it rises again
-    to a peak above where it started). Returns (holds, index of the lowest, index of the highest);
-    ties resolve to the first occurrence. Needs >= 3 points."""
-    if len(ys) < 3:
-        raise ValueError("dips_then_peaks needs at least 3 points")
-    low, high = int(np.argmin(ys)), int(np.argmax(ys))
-    return bool(ys[1] < ys[0] and low < high), low, high

@@ -8,7 +8,7 @@ from typing import Any
 from instmix.core.vocab import BASE_ROW
 from instmix.report import factorial
 from instmix.report.claims import ClaimResult
-from instmix.report.items import Resampler
+from instmix.report.items import Resampler, units_of
 from instmix.report.layout import (
     DASH,
     MARK_BENCHMARK_PROMPTS,
@@ -29,7 +29,23 @@ Stats = Mapping[str, Mapping[str, Stat]]
 def fmt(value: float | None, decimals: int, signed: bool = False) -> str:
     if value is None:
         return DASH
+    if round(value, decimals) == 0:
+        value = 0.0  # no "-0.00"
     return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+def fmt_interval(low: float, high: float, decimals: int) -> str:
+    return f"[{fmt(low, decimals, True)}, {fmt(high, decimals, True)}]"
+
+
+def too_few_items(draws: Any, keys: Iterable[str], min_items: int) -> int | None:
+    """The fewest items shared behind `keys`' paired draws, when fewer than `min_items` (report.min_items):
+    a percentile interval over a handful of items is too narrow to print (4 FLASK instances gave
+    `-0.2 [-0.2, -0.2]`)."""
+    if not isinstance(draws, Resampler):
+        return None
+    n = min((len(draws.common[u]) for k in keys for u in units_of(k) if u in draws.common), default=None)
+    return n if n is not None and n < min_items else None
 
 
 def fmt_stat(s: Stat | None, decimals: int, signed: bool = False) -> str:
@@ -72,7 +88,7 @@ def difference(row: float | None, reference: float | None, decimals: int) -> str
 def delta_table(
     rows: Sequence[str], columns: Mapping[str, str], stats: Stats,
     paper: Mapping[str, Mapping[str, Mapping[str, float]]], sizes: Sequence[str], reference: str, decimals: int,
-    draws: Draws | None = None, confidence: float = 0.95,
+    draws: Draws | None = None, confidence: float = 0.95, min_items: int = 0,
 ) -> list[str]:  # fmt: skip
     """Cells `ours [interval] (paper)`: differences of means with their paired bootstrap interval
     (`draws`: per-item draws per setting and metric), ours vs the paper's published rows."""
@@ -82,7 +98,9 @@ def delta_table(
         for key in columns:
             ours_row, ours_ref = stats.get(row, {}).get(key), stats.get(reference, {}).get(key)
             ours = difference(ours_row.mean if ours_row else None, ours_ref.mean if ours_ref else None, decimals)
-            if ours != DASH and draws is not None:
+            if ours != DASH and draws is not None and (few := too_few_items(draws, [key], min_items)) is not None:
+                ours += f" [too few items: {few}]"
+            elif ours != DASH and draws is not None:
                 ours += interval_text(draws(row, key), draws(reference, key), decimals, confidence)
                 if isinstance(draws, Resampler) and (p := draws.mcnemar(row, reference, key)) is not None:
                     ours += f" p={p:.2g}"
@@ -99,14 +117,13 @@ Draws = Callable[[str, str], Any]  # (setting, metric) -> bootstrap draws, or No
 def interval_text(row: Any, reference: Any, decimals: int, confidence: float) -> str:
     if row is None or reference is None:
         return " [no interval]"
-    low, high = percentile_interval(row - reference, confidence)
-    return f" [{low:+.{decimals}f}, {high:+.{decimals}f}]"
+    return " " + fmt_interval(*percentile_interval(row - reference, confidence), decimals)
 
 
 def table_section(
     table: str, rows: Sequence[str], columns: Mapping[str, str], references: Sequence[str], decimals: int,
     stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], marked: Collection[str] = (),
-    draws: Draws | None = None, confidence: float = 0.95,
+    draws: Draws | None = None, confidence: float = 0.95, min_items: int = 0,
 ) -> list[str]:  # fmt: skip
     """One of the paper's tables: this run, the paper's rows per model size, then the deltas."""
     lines = ["**This run** (mean ± std over seeds where a setting has several)", ""]
@@ -117,24 +134,29 @@ def table_section(
         lines += [f"**Paper, {SIZE_LABEL[size]}** ({paper[table]['source']})", ""]
         lines += [*paper_table(rows, columns, paper[table][size], decimals), ""]
     names = " / ".join(SIZE_LABEL[s] for s in sizes)
+    mcnemar = " p=…" if table == "table1" else ""
     for reference in references:
         lines += [
-            f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval] p=… ({names});"
-            " p: the exact McNemar test on per-document accuracy, where each setting has one run",
+            f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval]{mcnemar} ({names})"
+            + ("; p: the exact McNemar test on per-document accuracy, where each setting has one run" * bool(mcnemar))
+            + f"; *too few items: n*: fewer than report.min_items ({min_items}) shared items, no interval",
             "",
         ]
-        lines += [*delta_table(rows, columns, stats, paper[table], sizes, reference, decimals, draws, confidence), ""]
+        lines += [
+            *delta_table(rows, columns, stats, paper[table], sizes, reference, decimals, draws, confidence, min_items),
+            "",
+        ]
     return lines
 
 
 def tables_section(
     stats: Stats, paper: Mapping[str, Any], sizes: Sequence[str], benchmark_prompts: bool = False,
-    draws: Draws | None = None, confidence: float = 0.95,
+    draws: Draws | None = None, confidence: float = 0.95, min_items: int = 0,
 ) -> list[str]:  # fmt: skip
     """`benchmark_prompts`: P3 held tasks built from evaluated benchmarks, so every setting with P is
     marked; `draws`: paired per-item bootstrap draws for the Δ cells' intervals."""
     marked = [r for r in TABLE1_ROWS if "P" in r] if benchmark_prompts else []
-    common = (stats, paper, sizes, marked, draws, confidence)
+    common = (stats, paper, sizes, marked, draws, confidence, min_items)
     lines = ["## Table 1: NLP benchmarks (zero-shot accuracy, %) and HumanEval (pass@k, %)", ""]
     lines += table_section("table1", TABLE1_ROWS, TABLE1_COLUMNS, (BASE_ROW, "A"), 2, *common)
     lines += ["## Table 2: FLASK alignment skills (1-5 scores x 20)", ""]
@@ -148,7 +170,9 @@ def tables_section(
 FACTORIAL_METRICS = {"nlp_avg": "NLP avg (pp)", "pass@1": "HumanEval pass@1 (pp)", "flask_avg": "FLASK avg"}
 
 
-def factorial_section(stats: Stats, draws: Draws | None = None, confidence: float = 0.95) -> list[str]:
+def factorial_section(
+    stats: Stats, draws: Draws | None = None, confidence: float = 0.95, min_items: int = 0
+) -> list[str]:
     """Main effects, interactions and Shapley values of the three sources (instmix.report.factorial)."""
     columns = [*factorial.TERMS, *(f"Shapley {f}" for f in factorial.FACTORS)]
     body = []
@@ -156,19 +180,22 @@ def factorial_section(stats: Stats, draws: Draws | None = None, confidence: floa
         if not factorial.complete(stats, metric):
             body.append([label, *(DASH for _ in columns)])
             continue
+        few = too_few_items(draws, [metric], min_items)
         point, drawn = factorial.estimate(
-            lambda s, m=metric: stats[s][m].mean, None if draws is None else lambda s, m=metric: draws(s, m)
+            lambda s, m=metric: stats[s][m].mean,
+            None if draws is None or few is not None else lambda s, m=metric: draws(s, m),
         )
         cells = []
         for column in columns:
-            interval = percentile_interval(drawn[column], confidence) if drawn else None
-            cells.append(f"{point[column]:+.2f}" + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else ""))
-        body.append([label, *cells])
+            interval = fmt_interval(*percentile_interval(drawn[column], confidence), 2) if drawn else ""
+            cells.append(f"{fmt(point[column], 2, True)} {interval}".strip())
+        body.append([label + (f" (too few items: {few}, no intervals)" if few is not None else ""), *cells])
     return [
         "## Factorial attribution (beyond the paper)",
         "",
         "none, A, C, P, AC, AP, CP and ACP are a full 2^3 design in the sources: a main effect is the mean of "
-        "the settings with the source minus the mean of those without, AxC how much A's effect changes with C; "
+        "the settings with the source minus the mean of those without; AxC is how much A's effect changes when C "
+        "is added (A's effect with C minus without, averaged over P), AxCxP how much that change changes with P; "
         "the Shapley values (each source's average marginal gain over the orders of adding them) sum to ACP - "
         f"none. Intervals: {confidence:.0%} paired bootstrap over items. Data quantity is confounded with the "
         "design (single sources 20K examples, pairs 40K, ACP 60K at paper scale): the instance-count sweep "
@@ -183,7 +210,7 @@ def claims_section(results: Sequence[ClaimResult], params: ReportParams) -> list
     conf = f"{100 * params.confidence:g} %"
     rows = []
     for r in results:
-        interval = DASH if r.interval is None else f"[{r.interval[0]:+.{r.decimals}f}, {r.interval[1]:+.{r.decimals}f}]"
+        interval = DASH if r.interval is None else fmt_interval(*r.interval, r.decimals)
         paper = [r.paper.get("7b", DASH), r.paper.get("13b", DASH)]
         rows.append([r.text, r.measure, fmt(r.delta, r.decimals, True), interval, *paper, f"**{r.mark}**", r.detail])
     header = ["claim", "measured as", "this run", f"{conf} interval", "paper 7B", "paper 13B", "mark", "notes"]
@@ -194,17 +221,26 @@ def claims_section(results: Sequence[ClaimResult], params: ReportParams) -> list
         "",
         f"Intervals: a paired bootstrap ({params.bootstrap_samples:,} resamples, percentile {conf}) over the "
         "items every model shares (NLP documents per task, HumanEval problems, FLASK instances), each metric "
-        "recomputed per resample, the seeds resampled too where a setting has several; a bootstrap over seeds "
-        "where per-item files are missing. A claim *holds* when its interval excludes 0 on the claimed side, "
+        "recomputed per resample. Where settings have several seeds, the seed-to-seed variance is pooled over "
+        "the settings and added to each setting's draws as a normal term widened by t(df)/z for its few "
+        "degrees of freedom (df = the sum of seeds - 1): a difference of two settings then has a pooled t "
+        "interval on the seeds plus the items' noise (resampling 2-3 seeds covered 86-92 % instead of 95 %; "
+        "bench/coverage.py). With one seed per setting the seed variance is unknown, so an interval speaks "
+        "about these trained models, not about retraining them. Without per-item files only the seed term "
+        "varies. Deltas through a max or min (*best single source*, *lowest gain*, *peaks at 1.5*) are biased "
+        "(the max of noisy values reads high), so their intervals are bias-corrected: the draws are moved by "
+        "twice their mean's distance from the point estimate (the basic bootstrap's centring). A claim *holds* "
+        "when its interval excludes 0 on the claimed side, "
         "is *within noise* when it contains 0, *reversed* when it excludes 0 on the other side, and *too few "
         f"items* when it would hold or be reversed on fewer than {params.min_items} shared items "
         "(`report.min_items`). Without anything to resample only the point estimate speaks (*holds* / *does "
-        "not hold*, no interval). *Dips then peaks*: with the ratio points in order, the first step goes down "
-        "(y[1] < y[0], the interval shown is for that fall) and the highest point comes after the lowest (a "
-        "rise back to a peak above the start); it needs at least 3 points. *Peaks at 1.5*: y(1.5) minus the highest "
-        "other ratio point (2.0 included). *Plateaus beyond 10K*: the gain per 1K instances up to 10K per type "
-        "minus the gain per 1K beyond it (positive: the curve flattens). A sweep claim whose points were not run "
-        "names them.",
+        "not hold*, no interval). *Dips then peaks*: with the ratio points in order, two differences each with "
+        "its interval: the first step falls (y[1] - y[0] < 0, the interval shown) and a later point peaks above "
+        "the start (max(y[2:]) - y[0] > 0, in the notes); it holds when both hold, is reversed when either is "
+        "reversed, and within noise otherwise; it needs at least 3 points. *Peaks at 1.5*: y(1.5) minus the "
+        "highest other ratio point (2.0 included). *Plateaus beyond 10K*: the gain per 1K instances up to 10K "
+        "per type minus the gain per 1K beyond it (positive: the curve flattens). A sweep claim whose points "
+        "were not run names them.",
         "",
     ]
 
@@ -249,25 +285,3 @@ def training_section(runs: Mapping[str, Run]) -> list[str]:
         return ["## Training", "", "No training metrics (reports/sft/<model>/metrics.json).", ""]
     body = [[m, *(training_cell(k, runs[m].raw.get(k)) for k in TRAINING_COLUMNS)] for m in models]
     return ["## Training", "", *markdown_table(["model", *TRAINING_COLUMNS.values()], body), ""]
-
-
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def csv_rows(runs: Mapping[str, Run], mix: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """One row per model id (report order): model, setting, seed, then every flattened metric but the
-    params (those are in the header), plus the mixture's size and sweep x."""
-    keyed = {}
-    for model, r in runs.items():
-        m = mix.get(r.setting, {})
-        row = dict(r.raw) | {f"mix.{k}": m[k] for k in ("records", "ratio", "per_type") if k in m}
-        row |= {f"mix.records_per_source.{k}": v for k, v in m.get("records_per_source", {}).items()}
-        keyed[model] = row
-    columns = sorted({k for row in keyed.values() for k in row})
-    body = [[m, r.setting, csv_cell(r.seed), *(csv_cell(keyed[m].get(c)) for c in columns)] for m, r in runs.items()]
-    return ["model", "setting", "seed", *columns], body
