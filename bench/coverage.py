@@ -58,7 +58,7 @@ def old_interval(
     runs: dict[str, Any], delta: Callable[..., Any], params: ReportParams, seed: int
 ) -> tuple[float, float]:
     """The previous method: items resampled, then each draw resamples the seeds with replacement."""
-    sampler = Resampler(runs, params.bootstrap_samples, seed, params.confidence)
+    sampler = Resampler(runs, params.bootstrap_samples, seed)
     rng = np.random.default_rng(seed)
 
     def v(setting: str, key: str) -> np.ndarray:
@@ -83,7 +83,7 @@ def run(name: str, effects: dict[str, float], truth: Callable[..., float], delta
         runs, conditional = simulate(rng, effects, seeds, args.items, seed_sd)
         values = conditional if seeds == 1 else {s: 100 * e for s, e in effects.items()}
         target = truth(lambda setting, _key, at=values: at[setting])
-        sampler = Resampler(runs, args.draws, r, params.confidence)
+        sampler = Resampler(runs, args.draws, r)
         result = evaluate_delta_claim(claim, replicates_of(runs), params, sampler)
         low, high = result.interval  # type: ignore[misc]
         covered["new"] += low <= target <= high

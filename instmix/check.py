@@ -15,7 +15,7 @@ from instmix.core import hub
 from instmix.core.params import PARAMS_FILE, ParamsError, StageError, check_seeds, check_settings, parse, section_of
 from instmix.core.vocab import SOURCES, TASKS
 
-TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "mix", "model", "sft", "eval", "report")
+TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "heldout", "mix", "model", "sft", "eval", "report")
 EVAL = ("benchmarks", "flask", "nlp", "code", "align", "judge", "decontam")
 
 
@@ -27,6 +27,7 @@ def sections() -> dict[str, type]:
     from instmix.code.humaneval import CodeParams
     from instmix.data.decontam import DecontamParams
     from instmix.data.fetch import InstructionParams, P3Params
+    from instmix.data.heldout import HeldoutParams
     from instmix.data.mix import MixParams
     from instmix.data.subsample import SubsampleParams
     from instmix.nlp.harness import NLPParams
@@ -36,7 +37,8 @@ def sections() -> dict[str, type]:
 
     return {
         "fetch.alpaca": InstructionParams, "fetch.codealpaca": InstructionParams, "fetch.p3": P3Params,
-        "subsample": SubsampleParams, "mix": MixParams, "model": ModelParams, "sft": SFTParams,
+        "subsample": SubsampleParams, "heldout": HeldoutParams, "mix": MixParams, "model": ModelParams,
+        "sft": SFTParams,
         "eval.flask": FlaskParams, "eval.nlp": NLPParams, "eval.code": CodeParams, "eval.align": AlignParams,
         "eval.judge": JudgeParams, "eval.decontam": DecontamParams, "report": ReportParams,
     }  # fmt: skip

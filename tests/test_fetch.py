@@ -308,9 +308,13 @@ def test_hub_sources_read_like_the_local_files(workdir: Path, tmp_path_factory: 
         assert (workdir / f"hub/{source}.jsonl").read_bytes() == (local_params / "x.jsonl").read_bytes()
         metrics = json.loads((workdir / f"hub/{source}.metrics.json").read_text())
         assert metrics["commit"] == SHA and metrics["revision"] == ("main" if source == "codealpaca" else SHA)
+        assert metrics["repo"] == {"alpaca": "tatsu-lab/alpaca", "codealpaca": "sahil2801/CodeAlpaca-20k"}[source]
+        local_metrics = json.loads((local_params / "x.metrics.json").read_text())
+        assert (local_metrics["repo"], local_metrics["revision"], local_metrics["commit"]) == (None, None, None)
 
     result = run_stage("fetch", "p3", "hub/p3.jsonl", cwd=workdir, **env)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((workdir / "hub/p3.metrics.json").read_text())
     assert metrics["records_per_task"] == {"ag_news_classify": 8, "cos_e_v1.11_explain_why_human": 8}
     assert (metrics["revision"], metrics["commit"]) == ("main", SHA)  # the branch as pinned, the commit read
+    assert metrics["repo"] == "bigscience/P3"  # the repo read: the fidelity table checks it is the paper's copy

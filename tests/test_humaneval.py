@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from instmix.code.humaneval import (
+    FENCE_STOP,
+    STOP,
     CodeParams,
     extract_code,
     pass_at_k,
@@ -90,15 +92,44 @@ def whole_function(task: str) -> str:
         ("whole function after a space", lambda t: " " + whole_function(t)),
     ],
 )  # fmt: skip
-def test_generations_in_the_usual_shapes_become_passing_completions(sandbox: Sandbox, name: str, generation) -> None:
+def test_lenient_turns_generations_in_the_usual_shapes_into_passing_completions(
+    sandbox: Sandbox, name: str, generation
+) -> None:
     tasks = ["HumanEval/0", "HumanEval/2", "HumanEval/12", "HumanEval/53"]
     samples = []
     for task in tasks:
         model_input = render(CodeParams().prompt_template, PROBLEMS[task]["prompt"])
         assert model_input == PROBLEMS[task]["prompt"]  # the HumanEval prompt exactly, nothing added
-        samples.append({"task_id": task, "completion": to_completion(PROBLEMS[task], model_input, generation(task))})
+        completion = to_completion(PROBLEMS[task], model_input, generation(task), "lenient")
+        samples.append({"task_id": task, "completion": completion})
     rows, _ = score(PROBLEMS, samples, sandbox)
     assert [(r["task_id"], r["result"]) for r in rows] == [(t, "passed") for t in tasks], name
+
+
+def test_the_standard_protocol_scores_the_generation_exactly(sandbox: Sandbox) -> None:
+    """postprocess none: the completion is the generation as cut at the first Codex stop, so only a
+    continuation of the body passes; the shapes lenient repairs fail."""
+    task = "HumanEval/2"
+    prompt = PROBLEMS[task]["prompt"]
+    shapes = {
+        "continuation": body(task),
+        "unindented": body(task).lstrip(),
+        "fenced": "```python\n" + whole_function(task) + "\n",  # cut at the closing fence by lenient's stop
+        "indented whole function": "    " + whole_function(task).replace("\n", "\n    "),
+    }
+    for generation in shapes.values():
+        assert to_completion(PROBLEMS[task], prompt, generation, "none") == generation
+        assert to_completion(PROBLEMS[task], prompt, generation) == generation  # the default
+    samples = [
+        {"task_id": task, "completion": to_completion(PROBLEMS[task], prompt, g, "none")} for g in shapes.values()
+    ]
+    lenient = [
+        {"task_id": task, "completion": to_completion(PROBLEMS[task], prompt, g, "lenient")} for g in shapes.values()
+    ]
+    assert [r["passed"] for r in score(PROBLEMS, samples, sandbox)[0]] == [True, False, False, False]
+    assert [r["passed"] for r in score(PROBLEMS, lenient, sandbox)[0]] == [True, True, True, True]
+    # a template's text after the prompt is part of the program under both
+    assert to_completion(PROBLEMS[task], prompt + "    ", "return 1", "none") == "    return 1"
 
 
 def test_extract_code_and_render() -> None:
@@ -107,7 +138,7 @@ def test_extract_code_and_render() -> None:
     assert extract_code("no fence") == "no fence"
     assert extract_code("Sure:\n```py\ndef f(x):\n    return x\n```", "f") == "def f(x):\n    return x\n"
     assert render("Q: {prompt} A:", "{x}") == "Q: {x} A:"  # braces in code are not format fields
-    assert to_completion(PROBLEMS["HumanEval/0"], "{prompt}", "   \n") == ""
+    assert to_completion(PROBLEMS["HumanEval/0"], "{prompt}", "   \n", "lenient") == ""
 
 
 # ---------------------------------------------------------------------------- the --samples mode
@@ -175,6 +206,16 @@ def test_stage_end_to_end_on_the_tiny_model(workdir: Path, tiny_base: Path) -> N
     assert "pass@1=" in result.stdout
 
 
+def test_the_stage_records_its_protocol_and_none_keeps_generations(workdir: Path, tiny_base: Path) -> None:
+    set_params(workdir, **{"eval.code": {**FAST_STAGE, "postprocess": "none", "stop": STOP}})
+    result = run_stage("eval_code", tiny_base, "out", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    params = json.loads((workdir / "out/metrics.json").read_text())["params"]
+    assert params["postprocess"] == "none" and params["stop"] == STOP and params["top_p"] == 0.95
+    rows = read_jsonl(workdir / "out/samples.jsonl")
+    assert len(rows) == 4 and all(r["completion"] == r["generation"] for r in rows)
+
+
 def test_execution_is_gated(workdir: Path, tiny_base: Path) -> None:
     set_params(workdir, **{"eval.code": {**FAST_STAGE, "execute": False}})
     start = time.perf_counter()
@@ -190,6 +231,7 @@ def test_execution_is_gated(workdir: Path, tiny_base: Path) -> None:
      ("temperature", -0.1, "eval.code.temperature=-0.1"), ("limit", 0, "eval.code.limit=0"),
      ("prompt_template", "no placeholder", "containing {prompt}"), ("sandbox", "docker", "one of auto, bwrap, none"),
      ("timeout", 0, "eval.code.timeout=0"), ("stop", [""], "eval.code.stop[0]='' is not allowed"),
+     ("postprocess", "strict", "one of none, lenient"),
      ("nsamples", 3, "unknown key")],
 )  # fmt: skip
 def test_bad_params_stop_before_any_work(workdir: Path, key: str, value: object, message: str) -> None:
@@ -202,6 +244,8 @@ def test_defaults_are_the_papers() -> None:
     params = parse(CodeParams, {}, "eval.code")
     assert (params.n_samples, params.temperature, params.top_p, params.limit) == (10, 0.2, 0.95, None)
     assert params.prompt_template == "{prompt}" and not params.execute
+    assert params.stop == ["\nclass", "\ndef", "\n#", "\nif", "\nprint"] and params.postprocess == "none"  # Codex's
+    assert FENCE_STOP not in STOP
     with pytest.raises(ParamsError, match=r"eval\.code\.batch_size=0"):
         parse(CodeParams, {"batch_size": 0}, "eval.code")
 

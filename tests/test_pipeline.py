@@ -20,8 +20,9 @@ from tests.conftest import REPO, set_params, stage_env
 
 TRAINED = [f"{setting}-42" for setting in SETTINGS]  # the model ids of the default `seeds: [42]`
 EVALS = ["eval_nlp", "eval_code", "eval_align", "judge"]
-# fetch, subsample, mix, base, sft, benchmarks, flask, the evaluations (trained models and base), decontam, report
-STAGES = 3 + 3 + 9 + 1 + 9 + 6 + 1 + len(EVALS) * (len(TRAINED) + 1) + 1 + 1
+# fetch, subsample, heldout, mix, base, sft, benchmarks, flask, the evaluations (trained models and base), decontam,
+# report
+STAGES = 3 + 3 + 3 + 9 + 1 + 9 + 6 + 1 + len(EVALS) * (len(TRAINED) + 1) + 1 + 1
 TINY = {  # the tiny model, and evaluations cut to what shows each stage works
     "model.base": "tiny",
     "sft.lr": 3e-3,

@@ -168,6 +168,11 @@ def test_the_report_names_the_scaled_down_deviations_and_no_branch(paper: Paper)
         assert verdicts[item].startswith("**yes**"), item  # scaled down, and said so
     for item in ("Alpaca revision", "CodeAlpaca revision", "P3 revision", "benchmark revisions", "base model revision"):
         assert verdicts[item] == "no", item  # every pin at the commit `stages.pin` wrote
-    assert "| benchmark revisions | not stated (lm-eval's built-in tasks on the hub datasets) | commit shas |" in (
-        results
+    # each row shows the commit its stage read, not the pin that asked for it
+    read = ", ".join(rf"{task}@[0-9a-f]{{12}}" for task in sorted(TASKS))
+    assert re.search(
+        rf"\| benchmark revisions \| not stated \(lm-eval's built-in tasks on the hub datasets\) \| commits: {read} \|",
+        results,
     )
+    assert re.search(r"\| Alpaca source \| [^|]+ \| tatsu-lab/alpaca \| no \|", results)
+    assert re.search(r"\| Alpaca revision \| not stated \| [0-9a-f]{40} \| no \|", results)

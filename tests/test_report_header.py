@@ -45,7 +45,7 @@ def test_header_reads_the_params_each_stage_recorded(tmp_path: Path) -> None:
     text = "\n".join(lines)
     assert "- records per source 16 (paper: 20,000): fewer examples per source" in text
     assert "- learning rate 0.0001 / 1e-05 (differs across runs) (paper: 5e-5 peak): another learning rate" in text
-    assert "- P3 cap per task none (paper: 1,000 records per subtask)" in text
+    assert "- P3 cap per task null (not set) (paper: 1,000 records per subtask)" in text
     assert "- Alpaca source assets/demo/alpaca.json (paper: Alpaca, 52K" in text
     assert "- training template" not in text  # the paper's template: no difference to report
     assert "- up to 2 seeds per setting (the paper ran each setting once)" in text

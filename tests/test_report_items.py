@@ -11,6 +11,7 @@ from scipy import stats
 
 from instmix.core.files import write_jsonl
 from instmix.core.vocab import SKILLS, TASKS
+from instmix.report import seeds
 from instmix.report.claims import DELTA_CLAIMS, evaluate_delta_claim
 from instmix.report.items import Resampler, mcnemar_exact, read_items
 from instmix.report.params import ReportParams
@@ -93,14 +94,29 @@ def test_seeds_with_identical_items_add_no_spread() -> None:
 
 
 def test_the_seed_term_carries_the_seed_spread_when_items_carry_none() -> None:
-    """Seeds at 100 % and 0 %: the draws are their mean 50 plus a normal term of sd
-    t(1)/z x s / sqrt(2), s = 70.7 the two seeds' sd (df 1: the t widening is 6.5x)."""
+    """Seeds at 100 % and 0 %: no item noise (each model's draws are constant), so the draws are
+    their mean 50 plus a normal term of sd s / sqrt(2) = 50 (s = 70.7, the two seeds' sd); an
+    interval on them is widened by t(1) / z (df 1) to +-t(1) x 50."""
     always, never = nlp_items([1.0] * 50), nlp_items([0.0] * 50)
     single = Resampler({"A": [always]}, 2000)("A", "piqa")
-    both = Resampler({"A": [always, never]}, 20000)("A", "piqa")
+    sampler = Resampler({"A": [always, never]}, 20000)
+    both = sampler("A", "piqa")
     assert np.ptp(single) == 0
-    widened = stats.t.ppf(0.975, 1) / stats.norm.ppf(0.975) * np.std([100.0, 0.0], ddof=1) / np.sqrt(2)
-    assert abs(both.mean() - 50.0) < 0.03 * widened and abs(both.std() / widened - 1) < 0.02
+    assert abs(both.mean() - 50.0) < 1.5 and abs(both.std() / 50.0 - 1) < 0.02
+    assert sampler.spread("piqa") == seeds.Spread(5000.0, 0.0, 1)
+    low, high = seeds.widened(lambda v: v("A", "piqa"), sampler, 0.95)
+    assert abs((high - low) / 2 / (stats.t.ppf(0.975, 1) * 50.0) - 1) < 0.05
+
+
+def test_item_noise_is_not_counted_twice() -> None:
+    """Two seeds with independent coin flips on 400 items and no seed effect: the seeds' spread is
+    all item noise, which the item draws carry already, so the seed variance proper is about 0."""
+    rng = np.random.default_rng(3)
+    models = [nlp_items(list((rng.random(400) < 0.5).astype(float))) for _ in range(2)]
+    spread = Resampler({"A": models, "C": [nlp_items(list((rng.random(400) < 0.5).astype(float))) for _ in range(2)]},
+                       4000).spread("piqa")  # fmt: skip
+    assert spread.df == 2 and spread.noise == pytest.approx(0.25 / 400 * 1e4, rel=0.2)
+    assert spread.seed < spread.between
 
 
 def test_pass_at_k_and_flask_follow_their_stages(tmp_path: Path) -> None:

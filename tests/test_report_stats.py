@@ -7,8 +7,9 @@ import math
 import numpy as np
 from scipy import stats as scipy_stats
 
+from instmix.report import seeds
 from instmix.report.runs import Run
-from instmix.report.stats import Values, percentile_interval, replicates, stat, stats_of
+from instmix.report.stats import Values, replicates, stat, stats_of
 
 
 def test_replicates_pool_a_settings_model_ids_in_seed_order() -> None:
@@ -28,7 +29,7 @@ def test_seed_interval_is_the_pooled_t_interval() -> None:
         z = (z - z.mean()) / z.std(ddof=1)  # exactly mean 0, sample std 1
         reps = {"A": {"m": list(10 + 2.0 * z)}, "B": {"m": list(13 + 2.0 * z[::-1])}}
         values = Values(reps, 40000, seed=0)
-        low, high = percentile_interval(values("B", "m") - values("A", "m"), 0.95)
+        low, high = seeds.widened(lambda v: v("B", "m") - v("A", "m"), values, 0.95)
         half = scipy_stats.t.ppf(0.975, 2 * n - 2) * np.sqrt(2 * 4.0 / n)
         assert abs((low + high) / 2 - 3.0) < 0.03 * half
         assert abs((high - low) / 2 - half) / half < 0.03, (n, low, high, half)

@@ -78,7 +78,8 @@ def test_sft_trains_fast_and_the_model_reloads(sft_dir: Path, tiny_base: Path) -
     assert result.returncode == 0, result.stderr[-3000:]
     assert elapsed < 60, f"sft took {elapsed:.0f} s"
     metrics = json.loads((sft_dir / "report/metrics.json").read_text())
-    assert metrics["steps"] == 3 * 48 // 8 and metrics["examples"] == 48 and not metrics["resumed"]
+    assert metrics["steps"] == 3 * 48 // 8 and metrics["examples"] == metrics["examples_trained"] == 48
+    assert not metrics["resumed"] and metrics["params"]["loss_normalization"] == "per_microbatch_token_mean"
     assert metrics["params"] == {**metrics["params"], **FAST, "seed": 42}  # the params it used, and the seed
     assert metrics["runtime"] == {
         "device": "cpu",
@@ -139,13 +140,6 @@ def test_checkpoints_of_another_run_are_not_resumed(sft_dir: Path, tiny_base: Pa
 # ---------------------------------------------------------------------------- bad input
 
 
-def test_preflight_counts_the_examples_truncation_leaves_without_loss(tiny_base: Path, tmp_path: Path) -> None:
-    params = parse(SFTParams, {**FAST, "template": "chat", "max_length": 64}, "sft")
-    trainer, counts = build_trainer(params, 42, demo_records(), tiny_base, tmp_path)
-    assert counts["examples_without_supervised_tokens"] > 0
-    assert len(trainer.train_dataset) == 48 - counts["examples_without_supervised_tokens"]  # what TRL drops
-
-
 def test_the_last_step_writes_no_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
     params = parse(SFTParams, {**FAST, "epochs": 1.0, "save_steps": 4}, "sft")
     trainer, _ = build_trainer(params, 42, demo_records(), tiny_base, tmp_path)
@@ -185,7 +179,8 @@ def test_mixture_without_supervised_tokens_is_refused(sft_dir: Path, tiny_base: 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [("model.base", "no/such/model", "model.base=no/such/model"), ("sft.lr", -1.0, "sft.lr=-1.0"),
-     ("sft.num_processes", 2, "1 with launcher single"), ("sft.template", "alpaca", "one of paper, chat")],
+     ("sft.num_processes", 2, "1 with launcher single"), ("sft.template", "alpaca", "one of paper, chat"),
+     ("sft.loss_normalization", "mean", "one of per_microbatch_token_mean, global_token_mean")],
 )  # fmt: skip
 def test_bad_params_stop_before_loading_anything(
     sft_dir: Path, tiny_base: Path, key: str, value: object, message: str

@@ -33,7 +33,10 @@ class AlignParams:
     """Evaluate a seeded random subset of this many instances; null = all (1,180)."""
     template: Literal["paper", "chat"] = "paper"
     """How the model sees an instruction; match sft.template. paper: the instruction as is (training
-    was prompt + " " + response); chat: the tokenizer's chat template."""
+    was prompt + " " + response); chat: the tokenizer's chat template. Neither is FLASK's
+    inference.py, which wraps it in a fastchat chat template: the paper states no inference prompt,
+    its models never saw a chat template, and LLaMA-2's base tokenizer has none (the fidelity
+    table names the difference)."""
     max_new_tokens: int = 1024
     temperature: float = 0.7
     """0 = greedy. Default: FLASK's inference.py (the paper does not say)."""

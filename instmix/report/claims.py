@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from instmix.core.vocab import TABLE_SETTINGS
+from instmix.report import seeds
 from instmix.report.items import Resampler, units_of
 from instmix.report.layout import DASH, setting_order
 from instmix.report.params import ReportParams
-from instmix.report.stats import Replicates, Values, percentile_interval
+from instmix.report.stats import Replicates, Values
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Draws:
     per-item files (instmix.report.items), else over seeds only."""
 
     def __init__(self, reps: Replicates, resampler: Resampler | None, params: ReportParams) -> None:
-        self.seeds = Values(reps, params.bootstrap_samples, params.seed, params.confidence)
+        self.seeds = Values(reps, params.bootstrap_samples, params.seed)
         self.resampler = resampler
         self.item_level = resampler is not None
         self.items: dict[str, int] = {}  # item set -> its size, for every metric drawn
@@ -126,6 +127,14 @@ class Draws:
             return draws
         self.item_level = False
         return self.seeds(setting, key)
+
+    def seed_only(self, setting: str, key: str) -> Any:
+        if self.resampler is not None and self.resampler(setting, key) is not None:
+            return self.resampler.seed_only(setting, key)
+        return self.seeds.seed_only(setting, key)
+
+    def spread(self, key: str) -> seeds.Spread:
+        return self.resampler.spread(key) if self.item_level and self.resampler else self.seeds.spread(key)
 
     def too_few(self, params: ReportParams) -> str:
         """'' or why a mark other than within noise is not earned: too few shared items."""
@@ -157,9 +166,10 @@ def evaluate_delta_claim(
     multi_seed = any(n > 1 for n in point.used.values())
     source = Draws(reps, resampler, params)
     if resampler is not None or multi_seed:  # else there is nothing to resample
-        draws = claim.delta(source)
+        correct = (lambda d: correct_bias(d, delta)) if claim.extreme else None
+        bounds = seeds.widened(claim.delta, source, params.confidence, correct)
         if source.item_level or multi_seed:
-            interval = percentile_interval(correct_bias(draws, delta) if claim.extreme else draws, params.confidence)
+            interval = bounds
     result.delta, result.interval = delta, interval
     result.mark = mark_delta(claim.sign, delta, interval)
     result.detail = seeds_detail(point.used) + interval_detail(source.item_level, multi_seed, interval)

@@ -15,7 +15,7 @@ from instmix.report import factorial
 from instmix.report.claims import ClaimResult
 from instmix.report.layout import SIZE_LABEL
 from instmix.report.plot_style import PAPER_STYLE, finish
-from instmix.report.stats import Stat, percentile_interval
+from instmix.report.stats import Stat
 from instmix.report.tables import FACTORIAL_METRICS
 
 MARK_COLORS = {"holds": "#2ca02c", "reversed": "#d62728"}  # anything else (within noise, ...): grey
@@ -73,14 +73,13 @@ def plot_factorial(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     x = np.arange(len(factorial.FACTORS))
     for ax, metric in zip(axes.flat, metrics, strict=True):
-        point, drawn = factorial.estimate(
-            lambda s, m=metric: stats[s][m].mean, None if draws is None else lambda s, m=metric: draws(s, m)
-        )
+        point = factorial.attribution(lambda s, m=metric: stats[s][m].mean)
+        drawn = factorial.intervals(metric, draws, confidence)
         keys = [f"Shapley {f}" for f in factorial.FACTORS]
         heights = [point[k] for k in keys]
         yerr = None
         if drawn is not None:
-            bounds = [percentile_interval(drawn[k], confidence) for k in keys]
+            bounds = [drawn[k] for k in keys]
             yerr = [[max(0.0, h - lo) for h, (lo, _) in zip(heights, bounds, strict=True)],
                     [max(0.0, hi - h) for h, (_, hi) in zip(heights, bounds, strict=True)]]  # fmt: skip
         ax.bar(x, heights, yerr=yerr, capsize=3, color=["#1f77b4", "#ff7f0e", "#2ca02c"])

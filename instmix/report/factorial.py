@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS
+from instmix.report import seeds
 
 FACTORS = TABLE_SETTINGS[:3]  # A, C, P: the single sources
 TERMS = tuple(
@@ -75,8 +76,14 @@ def complete(means: Mapping[str, Mapping[str, Any]], metric: str) -> bool:
     return all(metric in means.get(s, {}) for s in SETTINGS)
 
 
-def estimate(point: Callable[[str], Any], draws: Callable[[str], Any] | None) -> tuple[dict[str, Any], dict | None]:
-    """The attribution of the point estimates, and of the bootstrap draws when every setting has them."""
-    per = {s: draws(s) for s in SETTINGS} if draws is not None else {}
-    drawn = attribution(per.__getitem__) if per and all(v is not None for v in per.values()) else None
-    return attribution(point), drawn
+def intervals(metric: str, source: Any, confidence: float) -> dict[str, tuple[float, float]] | None:
+    """Every term's interval (instmix.report.seeds.widened) from the draws of `source` (a Resampler),
+    or None unless every setting has draws of `metric`."""
+    if source is None or any(source(s, metric) is None for s in SETTINGS):
+        return None
+    columns = [*TERMS, *(f"Shapley {f}" for f in FACTORS)]
+
+    def term(column: str) -> Callable[[Callable[[str, str], Any]], Any]:
+        return lambda v: attribution(lambda s: v(s, metric))[column]
+
+    return {column: seeds.widened(term(column), source, confidence) for column in columns}

@@ -4,6 +4,8 @@ and whether it deviates, with the reason.
 The report fills "this run" from the params every stage recorded in its metrics
 (`observed_in_artifacts`); README shows the same table for the paper profile, filled from its
 params (`observed_in_params`). A key's values are a list: one per model or source that recorded it.
+Where a stage records what it actually read (the hub repo and commit of each fetch, benchmark and
+base model), the row shows that rather than the param that asked for it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from instmix.core.vocab import SOURCES
 SETUP_FILE = Path(__file__).resolve().parents[2] / "assets" / "paper_setup.yaml"
 # Where each stage's recorded params sit in a Run (instmix.report.runs) -> their params.yaml section.
 RUN_SECTIONS = {"sft": "sft", "nlp": "eval.nlp", "code": "eval.code", "answers": "eval.align", "align": "eval.judge"}
+NULL = "null (not set)"  # not "none", which reads as "none used"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def text(value: Any) -> str:
         return "`" + json.dumps(value) + "`"
     if isinstance(value, str) and (not value.strip() or value != value.strip()):
         return repr(value)
-    return "none" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+    return NULL if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def shown(values: Iterable[Any]) -> str:
@@ -108,28 +111,53 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def pins_text(revisions: Mapping[str, Any]) -> str:
-    """One value for several pins: `commit shas`, or the ones that track a branch."""
-    branches = [f"{task}@{r}" for task, r in sorted(revisions.items()) if not hub.SHA.match(str(r))]
-    return "commit shas" if not branches else "branch: " + ", ".join(branches)
+def read_at(revision: Any, commit: Any) -> str | None:
+    """What a hub read was pinned to: the commit read where pinned to a sha, else the branch (and,
+    once run, the commit it resolved to); None for local files. A row checks it is a bare sha."""
+    if revision is None and commit is None:
+        return None
+    if hub.SHA.match(str(revision)):
+        return str(commit or revision)
+    return f"{commit} (read at branch {revision})" if commit else f"branch {revision}"
+
+
+def pins_text(pins: Mapping[str, tuple[Any, Any]]) -> str:
+    """One value for several pins ({task: (revision, commit)}): `commits: task@<sha>, ...` (12 hex
+    digits) when every pin is a sha, else `branch: ...`, each branch with the commit it read if known."""
+    shown_pins = []
+    for task, (revision, commit) in sorted(pins.items()):
+        if hub.SHA.match(str(revision)):
+            shown_pins.append(f"{task}@{str(commit or revision)[:12]}")
+        else:
+            shown_pins.append(f"{task}@{revision}" + (f" → {str(commit)[:12]}" if commit else ""))
+    pinned = all(hub.SHA.match(str(revision)) for revision, _ in pins.values())
+    return ("commits: " if pinned else "branch: ") + ", ".join(shown_pins)
 
 
 def observed_in_params(params: Mapping[str, Any], root: Path) -> dict[str, list[Any]]:
-    """The values a params tree sets (README: the paper profile), with each hub pin's revision read
-    from its pin file as `fetch.<source>.revision` and `eval.benchmarks.revision` (one per task)."""
+    """The values a params tree sets (README: the paper profile), with what each hub pin file asks
+    for: `fetch.<source>.repo` (the local path where not a pin) and `.revision`, and
+    `eval.benchmarks.revision` (one value for all tasks). No commit is known before a run."""
     flat = {key: [value] for key, value in flatten(params).items()}
 
-    def revision(path: Any) -> str | None:
+    def pin_of(path: Any) -> dict[str, Any] | None:
         pin = root / str(path)
-        if not (str(path).endswith(".hub.yaml") and pin.is_file()):
+        if not (hub.is_pin(path) and pin.is_file()):
             return None
-        return yaml.safe_load(pin.read_text())["revision"]
+        return yaml.safe_load(pin.read_text(encoding="utf-8"))
 
     for source in SOURCES:
-        if (found := revision(params.get("fetch", {}).get(source, {}).get("path", ""))) is not None:
-            flat[f"fetch.{source}.revision"] = [found]
+        path = params.get("fetch", {}).get(source, {}).get("path")
+        if path is None:
+            continue
+        pin = pin_of(path)
+        flat[f"fetch.{source}.repo"] = [pin["repo"] if pin else path]
+        flat[f"fetch.{source}.revision"] = [read_at(pin["revision"], None) if pin else None]
+    model = params.get("model", {}) or {}
+    if "revision" in model:
+        flat["model.revision"] = [read_at(model["revision"], None)]
     tasks = params.get("eval", {}).get("benchmarks", {}) or {}
-    if pinned := {task: r for task, path in tasks.items() if (r := revision(path)) is not None}:
+    if pinned := {task: (pin["revision"], None) for task, path in tasks.items() if (pin := pin_of(path))}:
         flat["eval.benchmarks.revision"] = [pins_text(pinned)]
     return flat
 
@@ -143,8 +171,9 @@ def resolved(run: Any) -> dict[str, Any] | None:
 
 
 def observed_in_artifacts(runs: Iterable[Any], setup: Any, report_params: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """The values the stages recorded: params in each metrics file, the hub commit each fetch read.
-    `runs`: instmix.report.runs.Run; `setup`: instmix.report.header.Setup."""
+    """The values the stages recorded: params in each metrics file, and what each hub read actually
+    read: the repo (a local source: its path) and commit of each fetch, each benchmark's commit,
+    the base model's commit. `runs`: instmix.report.runs.Run; `setup`: instmix.report.header.Setup."""
     observed: dict[str, list[Any]] = {}
 
     def add(section: str, params: Mapping[str, Any] | None) -> None:
@@ -152,10 +181,17 @@ def observed_in_artifacts(runs: Iterable[Any], setup: Any, report_params: Mappin
             observed.setdefault(f"{section}.{key}", []).append(value)
 
     add("model", (setup.base or {}).get("params"))
+    if setup.base and "commit" in setup.base:
+        observed["model.revision"] = [read_at((setup.base.get("params") or {}).get("revision"), setup.base["commit"])]
     for source, metrics in setup.fetched.items():
         if metrics:
             add(f"fetch.{source}", metrics.get("params"))
-            observed.setdefault(f"fetch.{source}.revision", []).append(metrics.get("revision"))
+            if "repo" in metrics or metrics.get("commit") is None:  # a local read: its path is the copy read
+                repo = metrics.get("repo") or (metrics.get("params") or {}).get("path")
+                observed.setdefault(f"fetch.{source}.repo", []).append(repo)
+            observed.setdefault(f"fetch.{source}.revision", []).append(
+                read_at(metrics.get("revision"), metrics.get("commit"))
+            )
     for metrics in setup.subsampled.values():
         add("subsample", (metrics or {}).get("params"))
     pinned = {}
@@ -163,7 +199,7 @@ def observed_in_artifacts(runs: Iterable[Any], setup: Any, report_params: Mappin
         if metrics:
             observed.setdefault(f"eval.benchmarks.{task}", []).append(metrics.get("params", {}).get("path"))
             if metrics.get("source") == "hub":
-                pinned[task] = metrics.get("revision")
+                pinned[task] = (metrics.get("revision"), metrics.get("commit"))
     if pinned:
         observed["eval.benchmarks.revision"] = [pins_text(pinned)]
     for run in runs:

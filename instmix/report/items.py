@@ -8,19 +8,8 @@ shared by every model, and a metric is recomputed from it exactly as its stage c
 (MMLU over all its documents; pass@k per problem from its n samples; a FLASK skill as the mean
 over the instances annotated with it, the average over the 8 skills).
 
-Seeds. A setting's value is the mean of its seeds' models, so its draws are the items' draws of
-that mean plus a seed term: the seed-to-seed spread cannot be seen by resampling items (every
-seed's model scores the same items). Resampling 2 or 3 seed values with replacement underestimates
-that spread (86 % and 92 % coverage for a nominal 95 %), so instead the seed variance of a metric
-is pooled over every setting with several seeds (s^2 with df = sum of (seeds - 1)), and each
-setting's draws get an independent normal term of sd c x s / sqrt(its seeds), where
-c = t_{df}(q) / z(q), q = (1 + confidence) / 2. A difference of two settings then has the interval
-of a pooled two-sample t test on the seeds, widened by the items' own noise (bench/coverage.py
-measures its coverage). With one seed everywhere the seed variance is unknown and no term is
-added: intervals then speak about the trained models, not about other seeds of their settings.
-
-A resample is a row of counts over the items, so every model's draws in one item set are one
-matrix product (draws x items) @ (items x models), computed in chunks of draws.
+Seeds: a setting's draws are the items' draws of its seeds' mean plus the seed term of
+instmix.report.seeds (pooled seed variance, widened for few seeds where an interval is taken).
 """
 
 from __future__ import annotations
@@ -33,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from instmix.align.scoring import metric_key
 from instmix.core.files import read_records
 from instmix.core.vocab import SKILLS, TASKS
+from instmix.report import seeds
 
 Items = dict[str, dict[Any, Any]]
 """{unit: {item id: value}}: unit is an NLP task, "code" or "align"; value a score, a list of
@@ -79,8 +68,6 @@ class Resampler:
     """{setting: [the Items of each seed's model]}."""
     draws: int
     seed: int = 0
-    confidence: float = 0.95
-    """Sets the seed term's small-sample widening c (the module docstring)."""
     chunk: int = 500
     """Draws resampled at a time (bounds memory: chunk x items counts)."""
     common: dict[str, list[Any]] = field(init=False)
@@ -88,12 +75,11 @@ class Resampler:
     totals: dict[str, np.ndarray] = field(init=False, default_factory=dict)
     """Each unit's column sums over its items as they are (no resampling): the point values."""
     cache: dict[tuple[str, str], np.ndarray | None] = field(init=False, default_factory=dict)
-    spreads: dict[str, float] = field(init=False, default_factory=dict)
-    """Per metric: the pooled, widened seed sd (pooled_seed_sd)."""
+    spreads: dict[str, seeds.Spread] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         units: dict[str, set[Any] | None] = {}
-        for items in (i for seeds in self.runs.values() for i in seeds):
+        for items in (i for models in self.runs.values() for i in models):
             for unit, values in items.items():
                 units[unit] = set(values) if units.get(unit) is None else units[unit] & set(values)  # type: ignore[operator]
         self.common = {unit: sorted(ids, key=repr) for unit, ids in units.items() if ids}
@@ -207,56 +193,42 @@ class Resampler:
         return None if not values or any(v is None for v in values) else [float(v[0]) for v in values]  # type: ignore[index]
 
     def draw(self, setting: str, key: str) -> np.ndarray | None:
-        seeds = [self.per_model(setting, i, key) for i in range(len(self.runs.get(setting, [])))]
-        if not seeds or any(d is None for d in seeds):
+        models = [self.per_model(setting, i, key) for i in range(len(self.runs.get(setting, [])))]
+        if not models or any(d is None for d in models):
             return None
-        mean = np.mean(np.stack(seeds), axis=0)  # type: ignore[arg-type]
+        spread = self.spread(key)
+        stream = [self.seed, setting, key]
+        return np.mean(np.stack(models), axis=0) + seeds.term(spread, spread.seed, len(models), self.draws, stream)  # type: ignore[arg-type]
+
+    def seed_only(self, setting: str, key: str) -> np.ndarray | float | None:
+        """The setting's point plus its seed term at the `between` variance (instmix.report.seeds)."""
+        values = self.seed_values(setting, key)
+        if values is None:
+            return None
+        spread = self.spread(key)
+        return float(np.mean(values)) + seeds.term(
+            spread, spread.between, len(values), self.draws, [self.seed, setting, key]
+        )
+
+    def spread(self, key: str) -> seeds.Spread:
         if key not in self.spreads:
-            self.spreads[key] = pooled_seed_sd(
-                {s: self.seed_values(s, key) for s in self.runs}, self.confidence, self.item_noise(key)
-            )
-        return mean + seed_term(self.spreads[key], len(seeds), self.draws, [self.seed, setting, key])
+            self.spreads[key] = seeds.pooled({s: self.seed_values(s, key) for s in self.runs}, self.item_noise(key))
+        return self.spreads[key]
 
     def item_noise(self, key: str) -> float:
-        """The part of the seeds' spread that the items' draws already carry: each model's own item
-        noise (its Bernoulli or sampling noise on the items, independent between seeds), pooled over the
-        settings with several seeds. Under a shared resampling of the items, the variance of a seed's
-        draws about the seeds' mean is (1 - 1/n) times that noise's variance, so summed over n seeds
-        they estimate (n - 1) times it."""
+        """Each model's own item noise (independent between seeds), pooled over the settings with
+        several seeds. Under a shared resampling of the items, the variance of a seed's draws about
+        the seeds' mean is (1 - 1/n) times that noise's variance, so summed over n seeds they
+        estimate (n - 1) times it."""
         total, df = 0.0, 0
         for setting, models in self.runs.items():
-            if len(models) < 2:
+            draws = [self.per_model(setting, i, key) for i in range(len(models))]
+            if len(models) < 2 or any(d is None for d in draws):
                 continue
-            seeds = [self.per_model(setting, i, key) for i in range(len(models))]
-            if any(d is None for d in seeds):
-                continue
-            stacked = np.stack(seeds)  # type: ignore[arg-type]
-            deviations = stacked - stacked.mean(axis=0)
-            total += float(np.nanvar(deviations, axis=1).sum())  # estimates (n - 1) x the noise variance
+            stacked = np.stack(draws)  # type: ignore[arg-type]
+            total += float(np.nanvar(stacked - stacked.mean(axis=0), axis=1).sum())
             df += len(models) - 1
         return total / df if df else 0.0
-
-
-def pooled_seed_sd(values: Mapping[str, Sequence[float] | None], confidence: float, item_noise: float = 0.0) -> float:
-    """c x s: the seed sd pooled over the settings with several seeds, less the items' own noise that
-    the item draws carry already (`item_noise`, a variance: a random-effects ANOVA's correction),
-    widened for its few degrees of freedom (the module docstring); 0 when no setting has two seeds."""
-    groups = [np.asarray(v, dtype=float) for v in values.values() if v is not None and len(v) > 1]
-    df = sum(len(g) - 1 for g in groups)
-    if df == 0:
-        return 0.0
-    variance = max(0.0, sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / df - item_noise)
-    q = (1 + confidence) / 2
-    return float(stats.t.ppf(q, df) / stats.norm.ppf(q)) * math.sqrt(variance)
-
-
-def seed_term(spread: float, seeds: int, draws: int, stream: Sequence[Any]) -> np.ndarray | float:
-    """The seed term of one setting's draws: normal, sd spread / sqrt(seeds), its own stream."""
-    if spread == 0:
-        return 0.0
-    key = "\x1f".join(str(s) for s in stream[1:])
-    rng = np.random.default_rng([int(stream[0]), zlib.crc32(key.encode())])
-    return rng.standard_normal(draws) * spread / math.sqrt(seeds)
 
 
 def units_of(key: str) -> tuple[str, ...]:

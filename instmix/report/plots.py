@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from instmix.core.vocab import BASE_ROW, SKILLS
+from instmix.report import seeds
 from instmix.report.claims import ClaimResult
 from instmix.report.curves import CURVE_METRICS
 from instmix.report.effect_plots import plot_factorial, plot_forest
@@ -21,7 +22,7 @@ from instmix.report.layout import PLOT_FILES, SIZE_LABEL, TABLE1_COLUMNS, TABLE1
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import PAPER_STYLE, SETTING_COLORS, Figures, finish, palette, top_legend
 from instmix.report.runs import Run
-from instmix.report.stats import Stat, percentile_interval
+from instmix.report.stats import Stat
 from instmix.report.sweeps import Point, SweepKind
 from instmix.report.tables import fmt_stat
 
@@ -50,7 +51,11 @@ class Spread:
             draws = self.draws(setting, key) if self.draws is not None else None
             base = self.draws(ref, key) if self.draws is not None and ref is not None else 0.0
             if draws is not None and base is not None:
-                low, high = percentile_interval(draws - base, self.confidence)
+                low, high = seeds.widened(
+                    lambda v, s=setting: v(s, key) - (v(ref, key) if ref is not None else 0.0),
+                    self.draws,
+                    self.confidence,
+                )
                 below.append(max(0.0, value - low))
                 above.append(max(0.0, high - value))
             else:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from instmix.report.items import pooled_seed_sd, seed_term
+from instmix.report import seeds
 from instmix.report.layout import METRIC_NAMES
 from instmix.report.runs import Run
 
@@ -53,9 +53,8 @@ def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, fl
 class Values:
     """Looks up per-setting values for a claim: means, or bootstrap draws of the means."""
 
-    def __init__(self, reps: Replicates, draws: int = 0, seed: int = 0, confidence: float = 0.95) -> None:
-        self.reps, self.draws, self.seed, self.confidence = reps, draws, seed, confidence
-        self.spreads: dict[str, float] = {}
+    def __init__(self, reps: Replicates, draws: int = 0, seed: int = 0) -> None:
+        self.reps, self.draws, self.seed = reps, draws, seed
         self.used: dict[str, int] = {}  # setting -> replicates, for "single run" and n in the report
         self.missing: list[str] = []
 
@@ -69,8 +68,15 @@ class Values:
         self.used[setting] = len(values)
         if not self.draws:
             return float(np.mean(values))
-        # Without per-item files only the seeds vary: the seed term of instmix.report.items, pooled
-        # over the settings; one stream per (seed, setting, metric), whatever other settings exist.
-        if key not in self.spreads:
-            self.spreads[key] = pooled_seed_sd({s: m.get(key) for s, m in self.reps.items()}, self.confidence)
-        return float(np.mean(values)) + seed_term(self.spreads[key], len(values), self.draws, [self.seed, setting, key])
+        # Without per-item files only the seed term varies (instmix.report.seeds), at the `between`
+        # variance: nothing else carries the items' noise here.
+        spread = self.spread(key)
+        return float(np.mean(values)) + seeds.term(
+            spread, spread.between, len(values), self.draws, [self.seed, setting, key]
+        )
+
+    def spread(self, key: str) -> seeds.Spread:
+        return seeds.pooled({s: m.get(key) for s, m in self.reps.items()})
+
+    def seed_only(self, setting: str, key: str) -> Any:
+        return self(setting, key)

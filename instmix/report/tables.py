@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from instmix.core.vocab import BASE_ROW
-from instmix.report import factorial
+from instmix.report import factorial, seeds
 from instmix.report.claims import ClaimResult
 from instmix.report.items import Resampler, units_of
 from instmix.report.layout import (
@@ -20,7 +20,7 @@ from instmix.report.layout import (
 )
 from instmix.report.params import ReportParams
 from instmix.report.runs import Run
-from instmix.report.stats import Stat, percentile_interval
+from instmix.report.stats import Stat
 from instmix.report.sweeps import Point
 
 Stats = Mapping[str, Mapping[str, Stat]]
@@ -101,7 +101,7 @@ def delta_table(
             if ours != DASH and draws is not None and (few := too_few_items(draws, [key], min_items)) is not None:
                 ours += f" [too few items: {few}]"
             elif ours != DASH and draws is not None:
-                ours += interval_text(draws(row, key), draws(reference, key), decimals, confidence)
+                ours += interval_text(draws, row, reference, key, decimals, confidence)
                 if isinstance(draws, Resampler) and (p := draws.mcnemar(row, reference, key)) is not None:
                     ours += f" p={p:.2g}"
             published = [paper.get(size, {}) for size in sizes]
@@ -114,10 +114,11 @@ def delta_table(
 Draws = Callable[[str, str], Any]  # (setting, metric) -> bootstrap draws, or None
 
 
-def interval_text(row: Any, reference: Any, decimals: int, confidence: float) -> str:
-    if row is None or reference is None:
+def interval_text(draws: Any, row: str, reference: str, key: str, decimals: int, confidence: float) -> str:
+    if draws(row, key) is None or draws(reference, key) is None:
         return " [no interval]"
-    return " " + fmt_interval(*percentile_interval(row - reference, confidence), decimals)
+    bounds = seeds.widened(lambda v: v(row, key) - v(reference, key), draws, confidence)
+    return " " + fmt_interval(*bounds, decimals)
 
 
 def table_section(
@@ -181,13 +182,11 @@ def factorial_section(
             body.append([label, *(DASH for _ in columns)])
             continue
         few = too_few_items(draws, [metric], min_items)
-        point, drawn = factorial.estimate(
-            lambda s, m=metric: stats[s][m].mean,
-            None if draws is None or few is not None else lambda s, m=metric: draws(s, m),
-        )
+        point = factorial.attribution(lambda s, m=metric: stats[s][m].mean)
+        bounds = factorial.intervals(metric, draws if few is None else None, confidence)
         cells = []
         for column in columns:
-            interval = fmt_interval(*percentile_interval(drawn[column], confidence), 2) if drawn else ""
+            interval = fmt_interval(*bounds[column], 2) if bounds else ""
             cells.append(f"{fmt(point[column], 2, True)} {interval}".strip())
         body.append([label + (f" (too few items: {few}, no intervals)" if few is not None else ""), *cells])
     return [

@@ -42,6 +42,14 @@ class SFTParams:
     best-fit-decreasing packing into max_length rows, where a batch item is a *row* of several
     examples, so the steps per epoch depend on example lengths (a deviation, flagged in the
     report). auto: padding_free on a GPU, padded on a CPU."""
+    loss_normalization: Literal["per_microbatch_token_mean", "global_token_mean"] = "per_microbatch_token_mean"
+    """How the token losses of one optimizer step become one loss (instmix/train/loss.py).
+    per_microbatch_token_mean (the authors': HF Trainer before 4.46): each micro-batch's mean over its
+    supervised tokens, averaged over the accumulation steps and the processes, so a micro-batch of
+    short answers (P3) weighs as much as one of long answers; an example whose prompt fills max_length
+    stays in the data with zero loss (it counts towards the steps and costs a forward pass).
+    global_token_mean (TRL's default): the summed token loss over the supervised token count of the
+    whole global batch, so every token weighs the same; TRL drops examples without a supervised token."""
     precision: Literal["auto", "bf16_mixed", "bf16_pure", "fp32"] = "auto"
     """bf16_mixed: fp32 master weights and optimizer state, bf16 autocast compute (the authors'
     ZeRO-3 setup). bf16_pure: weights loaded and updated in bf16 (at lr 5e-5 small updates can

@@ -67,26 +67,35 @@ def full_lengths(tokenizer: Any, records: list[Record], template: str) -> list[i
 
 
 def token_accounting(
-    records: list[Record], prompts: list[int], full: list[int], max_length: int
+    records: list[Record], prompts: list[int], full: list[int], max_length: int, keep_empty: bool
 ) -> dict[str, dict[str, Any]]:
     """Per source: the examples trained on, their prompt tokens and supervised (response) tokens
     after the cut at max_length, and the source's share of the mixture's supervised tokens: the gradient signal each
-    source gets (P3's responses are a few words, so "20K each" is not "a third each")."""
+    source gets (P3's responses are a few words, so "20K each" is not "a third each"). `keep_empty`: the examples
+    left without a supervised token are trained on (with zero loss) rather than dropped."""
     per: dict[str, dict[str, Any]] = {}
     for record, prompt, whole in zip(records, prompts, full, strict=True):
         counts = per.setdefault(record["source"], {"examples": 0, "prompt_tokens": 0, "supervised_tokens": 0})
-        if min(whole, max_length) > prompt:  # TRL drops an example left without a supervised token
+        kept, supervised = min(whole, max_length), max(min(whole, max_length) - prompt, 0)
+        if supervised or keep_empty:
             counts["examples"] += 1
-            counts["prompt_tokens"] += prompt
-            counts["supervised_tokens"] += min(whole, max_length) - prompt
+            counts["prompt_tokens"] += kept - supervised
+            counts["supervised_tokens"] += supervised
     total = sum(c["supervised_tokens"] for c in per.values()) or 1
     for counts in per.values():
         counts["supervised_share"] = round(counts["supervised_tokens"] / total, 6)
     return dict(sorted(per.items()))
 
 
-def preflight(tokenizer: Any, records: list[Record], params: SFTParams) -> dict[str, Any]:
-    """Refuse, before the model is loaded, inputs that cannot train anything."""
+def keeps_empty_examples(params: SFTParams, packed: bool) -> bool:
+    """Whether the examples left without a supervised token are trained on: in the authors' normalisation
+    (instmix/train/loss.py), and in packed rows (TRL's packing keeps them); TRL drops them otherwise."""
+    return params.loss_normalization == "per_microbatch_token_mean" or packed
+
+
+def preflight(tokenizer: Any, records: list[Record], params: SFTParams, packed: bool = False) -> dict[str, Any]:
+    """Refuse, before the model is loaded, inputs that cannot train anything; count the examples given, those
+    left without a supervised token by max_length, and those trained on (each epoch)."""
     if not records:
         raise StageError("the mixture is empty")
     if params.template == "chat":
@@ -103,8 +112,16 @@ def preflight(tokenizer: Any, records: list[Record], params: SFTParams) -> dict[
             f"no example keeps a supervised token: every prompt is at least sft.max_length={params.max_length} tokens "
             f"(shortest prompt: {min(lengths)}); raise sft.max_length"
         )
-    sources = token_accounting(records, lengths, full_lengths(tokenizer, records, params.template), params.max_length)
-    return {"examples": len(records), "examples_without_supervised_tokens": cut, "sources": sources}
+    keep = keeps_empty_examples(params, packed)
+    full = full_lengths(tokenizer, records, params.template)
+    sources = token_accounting(records, lengths, full, params.max_length, keep)
+    trained = len(records) if keep else len(records) - cut
+    return {
+        "examples": len(records),
+        "examples_without_supervised_tokens": cut,
+        "examples_trained": trained,
+        "sources": sources,
+    }
 
 
 # ---------------------------------------------------------------------------- training
@@ -159,13 +176,15 @@ def build_trainer(
     import torch
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from instmix.train.loss import trainer_class  # imports trl
 
     runtime = resolve_runtime(params)
     accumulation = gradient_accumulation(params, world_size())
     tokenizer = AutoTokenizer.from_pretrained(base)
-    counts = preflight(tokenizer, records, params)
     packed = runtime.batching == "packed"
+    counts = preflight(tokenizer, records, params, packed)
     # Built before the model: under `accelerate launch` with DeepSpeed, the config registers ZeRO-3,
     # so from_pretrained partitions the weights as it loads them (zero3_init_flag) instead of
     # materialising the whole model on every rank.
@@ -220,7 +239,7 @@ def build_trainer(
             task_type="CAUSAL_LM",
         )
     dataset = Dataset.from_list([to_example(r, params.template) for r in records])
-    trainer = SFTTrainer(
+    trainer = trainer_class(params.loss_normalization)(
         model=model,
         args=config,
         train_dataset=dataset,
@@ -311,7 +330,7 @@ def train(
         "wall_seconds": round(wall, 2),
         "tokens_per_second": round(state.num_input_tokens_seen / wall, 1),
         "peak_memory_gb": round(peak_memory_gb(), 3),
-        **counts,  # examples, those left without a supervised token by max_length, tokens per source
+        **counts,  # examples given, those max_length left without a supervised token, those trained; tokens per source
         "resumed": resume,
         "runtime": asdict(resolve_runtime(params)),  # what the `auto` params meant on this machine
         "params": asdict(params) | {"seed": seed},
