@@ -2,8 +2,9 @@
 
     python -m stages.eval_nlp <model dir> <benchmarks dir> <out dir>
 
-Reads `eval.nlp`. Writes <out dir>/metrics.json (scores, the lm-eval version, the hub commit of
-each pinned task, the params used) and <out dir>/samples.jsonl (one row per scored document).
+Reads `eval.nlp`. Writes <out dir>/metrics.json (scores: acc and the continuous p_gold and bpb_gold,
+the lm-eval version, the hub commit of each pinned task, the params used) and <out dir>/samples.jsonl
+(one row per scored document).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main(argv: list[str]) -> None:
     write_jsonl(out / "samples.jsonl", samples)
     write_json(out / "metrics.json", metrics)
     scores = ", ".join(f"{t} {metrics['nlp'][t]['acc']:.3f}" for t in params.tasks)
-    print(f"eval_nlp: {scores}; avg {metrics['nlp']['avg']:.3f}")
+    nlp = metrics["nlp"]
+    print(f"eval_nlp: {scores}; avg {nlp['avg']:.3f}, p_gold {nlp['p_gold_avg']:.3f}, bpb {nlp['bpb_gold_avg']:.3f}")
 
 
 if __name__ == "__main__":

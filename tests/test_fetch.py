@@ -38,8 +38,8 @@ def test_alpaca_records_follow_the_schema(workdir: Path) -> None:
     assert all(set(r) == SCHEMA for r in records)
     assert all(r["id"] == record_id("alpaca", r["orig_id"]) and r["task"] is None for r in records)
     assert len({r["id"] for r in records}) == len(records)
-    # 26 rows in the demo file, one of them Alpaca's "<nooutput>" placeholder.
-    assert metrics["rows_read"] == 26 and metrics["records"] == 25
+    # 56 rows in the demo file, one of them Alpaca's "<nooutput>" placeholder.
+    assert metrics["rows_read"] == 56 and metrics["records"] == 55
     assert metrics["dropped"]["placeholder_response"] == 1
     with_input = next(r for r in records if r["orig_id"] == "1")
     assert (
@@ -50,7 +50,7 @@ def test_alpaca_records_follow_the_schema(workdir: Path) -> None:
 
 def test_p3_reads_both_jsonl_formats_and_strips_end_of_text(workdir: Path) -> None:
     records, metrics = fetched(workdir, "p3")
-    assert metrics["records"] == 32 and metrics["tasks"] == 4
+    assert metrics["records"] == 56 and metrics["tasks"] == 4
     by_task = {r["task"]: r for r in reversed(records)}  # each task's first record
     assert by_task["samsum_Summarize_"]["response"].endswith("noodle place.")  # prompt/completion file
     assert by_task["ag_news_classify"]["response"] == "Sci/Tech"  # inputs/targets file
@@ -118,7 +118,7 @@ def test_broken_p3_line_names_file_and_line(workdir: Path) -> None:
     task = p3 / "ag_news_classify.jsonl"
     task.write_text(task.read_text()[:-30])
     set_params(workdir, **{"fetch.p3.path": str(p3)})
-    assert f"{task}:8: invalid JSON line" in fails(workdir, "p3")
+    assert f"{task}:14: invalid JSON line" in fails(workdir, "p3")
 
 
 # ---------------------------------------------------------------------------- hostile input (issue 13)
@@ -204,7 +204,7 @@ def test_benchmark_tasks_need_the_explicit_override(workdir: Path) -> None:
 
     set_params(workdir, **{"fetch.p3.allow_benchmarks": True})
     _, metrics = fetched(workdir, "p3")
-    assert metrics["records_per_task"]["piqa_what_is_the_correct_ending"] == 8
+    assert metrics["records_per_task"]["piqa_what_is_the_correct_ending"] == 14
     assert metrics["benchmark_tasks"] == ["piqa_what_is_the_correct_ending"]  # what the report marks
 
 
@@ -315,6 +315,6 @@ def test_hub_sources_read_like_the_local_files(workdir: Path, tmp_path_factory: 
     result = run_stage("fetch", "p3", "hub/p3.jsonl", cwd=workdir, **env)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((workdir / "hub/p3.metrics.json").read_text())
-    assert metrics["records_per_task"] == {"ag_news_classify": 8, "cos_e_v1.11_explain_why_human": 8}
+    assert metrics["records_per_task"] == {"ag_news_classify": 14, "cos_e_v1.11_explain_why_human": 14}
     assert (metrics["revision"], metrics["commit"]) == ("main", SHA)  # the branch as pinned, the commit read
     assert metrics["repo"] == "bigscience/P3"  # the repo read: the fidelity table checks it is the paper's copy

@@ -1,17 +1,20 @@
 """eval_nlp@<model>: lm-eval over the tiny model on the converted demo benchmarks (offline):
-the metrics contract, per-sample records, determinism, hub wiring and bad params."""
+the metrics contract, per-sample records, determinism, hub wiring and bad params; the continuous
+metrics (p_gold, bpb_gold) against hand computations."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import pytest
 
 from instmix.core.files import read_jsonl
+from instmix.core.params import StageError
 from instmix.core.vocab import TASKS
-from instmix.nlp.harness import task_configs
+from instmix.nlp.harness import continuous_means, sample_records, task_configs
 from tests.conftest import run_stage, set_params
 from tests.test_benchmarks import DEMO_SOURCES, SHARED_SOURCES
 
@@ -54,25 +57,34 @@ def test_tiny_model_on_demo_benchmarks_is_deterministic(nlp_dir: Path, tiny_base
     assert metrics["lm_eval_version"] == "0.4.13" and metrics["params"]["limit"] == 2  # the params it used
     assert metrics["params"]["tasks"] == list(TASKS)
     nlp = metrics["nlp"]
-    assert set(nlp) == {*TASKS, "avg"}
+    assert set(nlp) == {*TASKS, "avg", "p_gold_avg", "bpb_gold_avg"}
     for task in TASKS:  # acc_norm exactly where lm-eval's task defines it
         names = {"acc", "acc_norm"} if task in ("arc_challenge", "piqa", "hellaswag") else {"acc"}
-        expected = names | {f"{m}_stderr" for m in names} | {"n"}  # the harness's stderr kept
+        expected = names | {f"{m}_stderr" for m in names} | {"n", "p_gold", "bpb_gold"}  # the harness's stderr kept
         assert set(nlp[task]) == expected and 0 <= nlp[task]["acc"] <= 1
+        assert 0 < nlp[task]["p_gold"] < 1 and nlp[task]["bpb_gold"] > 0
     assert nlp["avg"] == pytest.approx(sum(nlp[t]["acc"] for t in TASKS) / 6)
+    for metric in ("p_gold", "bpb_gold"):
+        assert nlp[f"{metric}_avg"] == pytest.approx(sum(nlp[t][metric] for t in TASKS) / 6)
     assert {t: nlp[t]["n"] for t in TASKS} == {t: 2 * 3 if t == "mmlu" else 2 for t in TASKS}  # limit: per subject
 
     assert len(samples) == 16 and samples == sorted(samples, key=lambda s: (s["task"], s["doc_id"]))
     tasks = {s["task"] for s in samples}
     assert tasks == {*CHOICES, *(f"mmlu_{s}" for s in DEMO_SUBJECTS)}
     for sample in samples:
-        assert len(sample["loglikelihoods"]) == CHOICES.get(sample["task"], 4)
+        assert len(sample["loglikelihoods"]) == len(sample["choice_bytes"]) == CHOICES.get(sample["task"], 4)
         assert all(ll < 0 for ll in sample["loglikelihoods"]) and sample["acc"] in (0.0, 1.0)
+        lls, gold = sample["loglikelihoods"], sample["gold"]  # p_gold: the softmax over the choices at gold
+        assert sample["p_gold"] == pytest.approx(math.exp(lls[gold]) / sum(math.exp(ll) for ll in lls))
+    assert {s["choice_bytes"][0] for s in samples if s["task"].startswith("mmlu_")} == {2}  # " A": the space counts
+    wino = [s for s in samples if s["task"] == "winogrande"]  # one continuation after two contexts
+    assert all(s["choice_bytes"][0] == s["choice_bytes"][1] == len(s["target"]) + 1 for s in wino)
     # acc is the argmax of the loglikelihoods against the target (choice index)
     arc = [s for s in samples if s["task"] == "arc_challenge"]
     assert all(s["acc"] == float(max(range(4), key=lambda i: s["loglikelihoods"][i]) == s["target"]) for s in arc)
     mmlu = [s for s in samples if s["task"].startswith("mmlu_")]
     assert nlp["mmlu"]["acc"] == pytest.approx(sum(s["acc"] for s in mmlu) / len(mmlu))  # weighted by size
+    assert nlp["mmlu"]["bpb_gold"] == pytest.approx(sum(s["bpb_gold"] for s in mmlu) / len(mmlu))
 
     run_eval(nlp_dir, tiny_base, demo_benchmarks, out="again")
     for name in ("metrics.json", "samples.jsonl"):
@@ -97,7 +109,8 @@ def test_tiny_model_on_the_shared_benchmark_files(
     set_params(nlp_dir, **{"eval.nlp.limit": 1, "eval.nlp.tasks": ["arc_challenge", "mmlu", "race", "hellaswag"]})
     metrics, samples = run_eval(nlp_dir, tiny_base, benchmarks)
     assert metrics["nlp"]["mmlu"]["n"] == 57 and len(samples) == 3 + 57
-    assert set(metrics["nlp"]) == {"arc_challenge", "mmlu", "race", "hellaswag", "avg"}
+    assert set(metrics["nlp"]) == {"arc_challenge", "mmlu", "race", "hellaswag", "avg", "p_gold_avg", "bpb_gold_avg"}
+    assert all(s["choice_bytes"][s["gold"]] > 1 and s["bpb_gold"] > 0 for s in samples)  # real files
 
 
 def test_a_hub_source_runs_the_built_in_task_at_the_pinned_revision(tmp_path: Path) -> None:
@@ -123,6 +136,58 @@ def test_local_configs_read_only_the_converted_files(demo_benchmarks: Path) -> N
     )
     files = configs["hellaswag.yaml"]["dataset_kwargs"]["data_files"]
     assert configs["hellaswag.yaml"]["dataset_path"] == "json" and Path(files["validation"]).exists()
+
+
+# ---------------------------------------------------------------------------- continuous metrics
+
+
+def logged(doc_id: int, target: object, arguments: list[tuple[str, str]], lls: list[float], **extra: object) -> dict:
+    """One sample as lm-eval 0.4.13's simple_evaluate logs it (the fields sample_records reads)."""
+    best = max(range(len(lls)), key=lls.__getitem__)
+    gold = target if isinstance(target, int) else int(extra["doc"]["answer"]) - 1  # type: ignore[index]
+    sample = {"doc_id": doc_id, "doc": extra.get("doc", {}), "target": target, "arguments": arguments}
+    return sample | {"filtered_resps": [[ll, False] for ll in lls], "acc": float(best == gold)}
+
+
+def test_p_gold_and_bpb_gold_equal_a_hand_computation() -> None:
+    samples = sample_records({
+        "arc_challenge": [logged(0, 0, [("Q?\nAnswer:", " é"), ("Q?\nAnswer:", " no"), ("Q?\nAnswer:", " x")],
+                                 [-2.0, -1.0, -3.0])],
+        # Winogrande: the gold comes from the doc's answer ("2" -> choice 1), the continuation is shared;
+        # the context's trailing space is scored with the continuation, as lm-eval's _encode_pair moves it.
+        "winogrande": [logged(7, "日本", [("He went to ", "日本"), ("She went to ", "日本")], [-4.0, -6.0],
+                              doc={"answer": "2"})],
+    })  # fmt: skip
+    arc, wino = samples
+    assert arc["gold"] == 0 and arc["choice_bytes"] == [3, 3, 2]  # " é" is 1 + 2 bytes
+    # 1 / (1 + e + 1/e) and 2 nats / ln 2 / 3 bytes, worked out by hand
+    assert arc["p_gold"] == pytest.approx(0.24472847, abs=1e-8)
+    assert arc["bpb_gold"] == pytest.approx(0.96179669, abs=1e-8)
+    assert wino["gold"] == 1 and wino["choice_bytes"] == [7, 7]  # " 日本": 1 + 2 * 3 bytes
+    assert wino["p_gold"] == pytest.approx(0.11920292, abs=1e-8)  # 1 / (1 + e²)
+    assert wino["bpb_gold"] == pytest.approx(1.23659575, abs=1e-8)  # 6 nats / ln 2 / 7 bytes
+
+
+def test_mmlu_pools_its_documents_and_extreme_loglikelihoods_stay_finite() -> None:
+    args = [("Q\nAnswer:", f" {c}") for c in "ABCD"]
+    samples = sample_records({
+        "mmlu_anatomy": [logged(0, 0, args, [-1000.0, -1001.0, -2000.0, -2000.0])],
+        "mmlu_virology": [logged(i, 3, args, [-1.0, -1.0, -1.0, -1.0 + math.log(1 / 3)]) for i in range(3)],
+    })  # fmt: skip
+    # a naive softmax would underflow to 0/0 at -1000: log-sum-exp keeps it e/(e+1)
+    assert samples[0]["p_gold"] == pytest.approx(math.e / (math.e + 1))
+    assert samples[1]["p_gold"] == pytest.approx(0.1)  # (1/3) / (3 + 1/3)
+    means = continuous_means(["mmlu"], samples)["mmlu"]
+    assert means["p_gold"] == pytest.approx((math.e / (math.e + 1) + 3 * 0.1) / 4)  # over documents, not subjects
+    bpb = (1000 / math.log(2) / 2 + 3 * (1 + math.log(3)) / math.log(2) / 2) / 4
+    assert means["bpb_gold"] == pytest.approx(bpb)
+
+
+def test_a_gold_that_disagrees_with_lm_evals_acc_is_refused() -> None:
+    sample = logged(0, 1, [("Q:", " a"), ("Q:", " b")], [-1.0, -2.0])
+    sample["acc"] = 1.0  # lm-eval says the argmax (choice 0) is gold, the target says choice 1
+    with pytest.raises(StageError, match="gold choice 1 disagrees"):
+        sample_records({"piqa": [sample]})
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from instmix.core.files import read_jsonl, write_jsonl
 from instmix.core.params import StageError
@@ -85,6 +86,7 @@ def test_a_sample_from_another_fetch_is_an_error() -> None:
 
 
 def write_inputs(workdir: Path, size: int = 30, sampled: int = 16) -> None:
+    set_params(workdir, **{"heldout.n": 8})  # these tests' own n, whatever the demo profile holds
     records = pool(size=size)
     write_jsonl(workdir / "fetched.jsonl", records)
     write_jsonl(workdir / "sample.jsonl", records[:sampled])
@@ -138,7 +140,11 @@ def test_errors_are_one_line_and_write_nothing(workdir: Path, args: tuple[str, .
 
 
 def test_demo_sources_leave_enough_for_the_demo_n(workdir: Path) -> None:
-    """The demo profile's heldout.n is met by every demo source without a warning."""
+    """The demo profile's heldout.n is met by every demo source without a warning, and gives the
+    report the paired items it needs (report.min_items)."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    n = params["heldout"]["n"]
+    assert n >= params["report"]["min_items"]
     for source in ("alpaca", "codealpaca", "p3"):
         for module, args in (
             ("fetch", (f"f/{source}.jsonl",)),
@@ -148,4 +154,9 @@ def test_demo_sources_leave_enough_for_the_demo_n(workdir: Path) -> None:
             result = run_stage(module, source, *args, cwd=workdir)
             assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
         metrics = json.loads((workdir / f"h/{source}.metrics.json").read_text())
-        assert metrics["short_by"] == 0 and metrics["records"] == 8
+        assert metrics["short_by"] == 0 and metrics["records"] == n
+        # 56 rows a source, 16 sampled; Alpaca and CodeAlpaca each lose one duplicate and one unusable row
+        assert metrics["available_after_sample"] == {"alpaca": 38, "codealpaca": 38, "p3": 40}[source]
+        if source == "p3":  # 14 records per task, 4 sampled: 8 of the 10 left in each task
+            assert metrics["records_per_task"] == {task: 8 for task in metrics["records_per_task"]}
+            assert metrics["tasks"] == 4

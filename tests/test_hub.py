@@ -51,7 +51,7 @@ def test_fetch_reads_each_source_over_http(local_hub: LocalHub, workdir: Path, t
         assert run_stage("fetch", source, f"{source}.jsonl", cwd=local).returncode == 0
         assert (workdir / f"hub/{source}.jsonl").read_bytes() == (local / f"{source}.jsonl").read_bytes()
     p3 = json.loads((workdir / "hub/p3.metrics.json").read_text())
-    assert p3["records_per_task"] == {"ag_news_classify": 8, "imdb_Sentiment_with_choices_": 8}  # train splits only
+    assert p3["records_per_task"] == {"ag_news_classify": 14, "imdb_Sentiment_with_choices_": 14}  # train splits only
     assert (tmp_path / "hf" / "hub" / "datasets--bigscience--P3").is_dir()  # read through the hub cache
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from instmix.core.files import write_json
+from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import ParamsError, parse
 from instmix.core.vocab import BASE, BASE_ROW, LETTERS, SETTINGS, SKILLS, SOURCES, TABLE_SETTINGS, TASKS, model_id
 from instmix.report.layout import TABLE1_ROWS
@@ -39,9 +39,13 @@ def model_of(setting: str, seed: int) -> str:
 
 
 def nlp_block(accs: Mapping[str, float]) -> dict[str, object]:
+    """With p_gold (a little above the accuracy) and bpb_gold (falling as it rises), as eval_nlp writes them."""
     block: dict[str, object] = {t: {"acc": accs[t], "acc_norm": accs[t] + 0.02, "n": 20} for t in TASKS}
     block["mmlu"] = {"acc": accs["mmlu"], "n": 20}
+    for t in TASKS:
+        block[t] |= {"p_gold": accs[t] + 0.01, "bpb_gold": 2.0 - accs[t]}  # type: ignore[operator]
     block["avg"] = sum(accs[t] for t in TASKS) / len(TASKS)
+    block["p_gold_avg"], block["bpb_gold_avg"] = block["avg"] + 0.01, 2.0 - block["avg"]  # type: ignore[operator]
     return block
 
 
@@ -79,6 +83,23 @@ def write_model(
         metrics = {"steps": len(losses), "examples": 16, "tokens": 500, "train_loss": float(np.mean(losses))}
         metrics |= {"first_loss": losses[0], "last_loss": losses[-1], "wall_seconds": 12.5, "tokens_per_second": 40.0}
         write_json(reports / "sft" / model / "metrics.json", metrics | {"params": {**SFT_PARAMS, **(sft or {})}})
+
+
+def write_lik(root: Path, model: str, bpb: Mapping[str, float], records: int = 40, seed: int = 0) -> None:
+    """eval_lik's files: per held-out record nll (nats) and bytes around each source's planted bits per
+    byte (a shared per-record difficulty, a small independent noise), and the metrics they give."""
+    rng = np.random.default_rng([seed, sum(map(ord, model))])
+    rows, block = [], {}
+    for source, value in bpb.items():
+        difficulty = np.random.default_rng(sum(map(ord, source))).normal(0, 0.2, records)
+        nbytes = 80 + np.arange(records)
+        bits = (value + difficulty + rng.normal(0, 0.02, records)) * nbytes
+        rows += [{"set": f"heldout:{source}", "id": f"{source}-{i}", "nll": float(bits[i] * np.log(2)),
+                  "tokens": int(nbytes[i] // 4), "bytes": int(nbytes[i])} for i in range(records)]  # fmt: skip
+        block[source] = {"bpb": float(bits.sum() / nbytes.sum()), "records": records}
+    metrics = {"heldout": block, "heldout_bpb_avg": float(np.mean([b["bpb"] for b in block.values()]))}
+    write_json(root / "reports/eval/lik" / model / "metrics.json", {"lik": metrics, "params": {"template": "paper"}})
+    write_jsonl(root / "reports/eval/lik" / model / "items.jsonl", rows)
 
 
 def write_mix(root: Path, setting: str, n: int = 16, **extra: float) -> None:
@@ -121,7 +142,11 @@ def plausible(setting: str, seed: int = 0) -> dict[str, object]:
     align = {k: flask + 8 * np.sin(i) + rng.normal(0, 0.5) for i, k in enumerate(SKILLS)}
     steps = 6 if len(setting) == 1 or setting == BASE_ROW else 12
     loss = [3.2 - 1.2 * (1 - np.exp(-i / 4)) + rng.normal(0, 0.08) for i in range(steps)]
-    return {"nlp": nlp, "code": (code1 + rng.normal(0, 0.003), code1 * 2), "align": align, "loss": loss}
+    # held-out bits per byte: each source's own model lowest on it, every trained model below the base's
+    lik = {
+        s: 1.2 - (0.15 if letter in setting else 0.03 if setting != BASE_ROW else 0.0) for letter, s in LETTERS.items()
+    }
+    return {"nlp": nlp, "code": (code1 + rng.normal(0, 0.003), code1 * 2), "align": align, "loss": loss, "lik": lik}
 
 
 def build_fixture(root: Path, seeds: Iterable[int] = (42,), sweeps: bool = True) -> Path:
@@ -135,6 +160,7 @@ def build_fixture(root: Path, seeds: Iterable[int] = (42,), sweeps: bool = True)
             trained = setting != BASE_ROW
             write_model(root, model_of(setting, seed), m["nlp"], m["code"], m["align"] if trained else None,
                         m["loss"] if trained else None, {"seed": seed})  # fmt: skip
+            write_lik(root, model_of(setting, seed), m["lik"], seed=seed)
         if setting != BASE_ROW:
             x = (
                 {"ratio": SWEEP[setting]}

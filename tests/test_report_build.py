@@ -59,7 +59,15 @@ def test_tables_have_the_paper_layout_and_numbers(tmp_path: Path, workdir: Path)
     assert "hf:tiny-judge, 12 instances" in header["FLASK judge"] and "limit 20 items" in header["NLP benchmarks"]
     assert header["seeds"] == "one run per setting (seeds 42)"
     assert "- judge model tiny-judge (paper: GPT-4-0613): another judge" in markdown
-    assert "report: 13 models, 7 plots" in stdout
+    assert "report: 13 models, 8 plots" in stdout
+    controls = {r[0]: r for r in md_table(markdown, "Effects that must hold", after="## Positive controls")[1:]}
+    assert len(controls) == 6 and all(r[4] == "**holds**" for r in controls.values()), controls
+    assert abs(float(controls["A lowers the held-out loss of its own source (alpaca)"][2]) + 0.15) < 0.015  # planted
+    agreement = {(r[0], r[1]): r[2:] for r in md_table(markdown, "Over every pair", after="## Agreement")[1:]}
+    assert agreement["ARC", "ARC p(gold)"] == ["1.00", "+1.00", "66"]  # 12 trained runs, p_gold = acc + 1 pp
+    assert agreement["NLP avg", "gold bpb avg"][:2] == ["1.00", "+1.00"]  # negated: lower bpb, higher acc
+    heldout = md_table(markdown, "**Δ vs none**", after="## Held-out loss per source")
+    assert heldout[0][1:] == ["held-out A bpb", "held-out C bpb", "held-out P bpb", "held-out bpb avg"]
     with open(tmp_path / "out/results.csv", newline="") as handle:
         rows = {r["model"]: r for r in csv.DictReader(handle)}
     sweeps = ["ratio-42", "count-42", "ratio-0.5-42", "ratio-1.5-42", "count-4-42"]

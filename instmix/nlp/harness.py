@@ -5,10 +5,20 @@ Runs `lm_eval.simple_evaluate` with `HFLM` over the model on the tasks of `eval.
 template. The tasks are lm-eval's own (configs/lm_eval/ includes each built-in YAML and
 only says where the rows are: data/benchmarks/<task>/, or the hub for a pinned source).
 
-Metrics: {"nlp": {"arc_challenge": {"acc": .., "acc_norm": .., "n": ..}, ..., "mmlu": {"acc": ..,
-"n": ..}, "avg": <mean acc>}, "lm_eval_version": "0.4.13", "params": {...}}; samples: one row
-per scored doc (task, doc_id, target, the loglikelihood of each choice, acc and acc_norm),
-sorted by task and doc id.
+Metrics: {"nlp": {"arc_challenge": {"acc": .., "acc_norm": .., "p_gold": .., "bpb_gold": .., "n": ..},
+..., "mmlu": {"acc": .., "p_gold": .., "bpb_gold": .., "n": ..}, "avg": <mean acc>, "p_gold_avg": ..,
+"bpb_gold_avg": ..}, "lm_eval_version": "0.4.13", "params": {...}}; samples: one row per scored doc
+(task, doc_id, target, gold (the gold choice's index), the loglikelihood and the UTF-8 byte length
+of each choice's continuation, acc and acc_norm, p_gold, bpb_gold), sorted by task and doc id.
+
+Continuous metrics, from the same loglikelihoods (no second pass; DataDecide, arXiv 2504.11393):
+- p_gold: the gold choice's probability normalised over the choices, softmax(lls)[gold];
+- bpb_gold: the gold continuation's negative loglikelihood in bits per UTF-8 byte of that
+  continuation, -ll[gold] / ln 2 / bytes[gold]. The bytes are those of exactly the text lm-eval
+  scored: the request's continuation (which starts with the task's target delimiter, a space)
+  plus any whitespace closing the context, which lm-eval's `_encode_pair` moves onto it.
+Per task both are means over its documents (MMLU: over all its subjects' documents, as lm-eval's
+group weights acc); `p_gold_avg` and `bpb_gold_avg` are means over the tasks, as `avg` is of acc.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ NUM_FEWSHOT = 0  # the paper's setting (zero-shot); not a param
 DATASET_KEYS = ("dataset_path", "dataset_name", "dataset_kwargs", "training_split", "validation_split")
 DATASET_KEYS += ("test_split", "fewshot_split")  # what a hub source leaves to the built-in task
 METRICS = ("acc", "acc_norm")
+CONTINUOUS = ("p_gold", "bpb_gold")
 
 
 @dataclass(frozen=True)
@@ -167,10 +178,11 @@ def evaluate(
         )
     if results is None:
         raise StageError("lm-eval returned no results")
-    return summarise(params, results), sample_records(results["samples"])
+    samples = sample_records(results["samples"])
+    return summarise(params, results, samples), samples
 
 
-def summarise(params: NLPParams, results: dict[str, Any]) -> dict[str, Any]:
+def summarise(params: NLPParams, results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
     nlp: dict[str, Any] = {}
     counts = {task: n["effective"] for task, n in results["n-samples"].items()}
     for task in params.tasks:
@@ -181,7 +193,11 @@ def summarise(params: NLPParams, results: dict[str, Any]) -> dict[str, Any]:
         nlp[task] |= {f"{m}_stderr": e for m, e in stderr.items() if isinstance(e, float) and math.isfinite(e)}
         members = [t for t in counts if t == task or (task == "mmlu" and t.startswith("mmlu_"))]
         nlp[task]["n"] = sum(counts[t] for t in members)
+    for task, means in continuous_means(params.tasks, samples).items():
+        nlp[task] |= means
     nlp["avg"] = sum(nlp[t]["acc"] for t in params.tasks) / len(params.tasks)
+    for metric in CONTINUOUS:
+        nlp[f"{metric}_avg"] = sum(nlp[t][metric] for t in params.tasks) / len(params.tasks)
     return {"nlp": nlp, "lm_eval_version": importlib.metadata.version("lm_eval"), "params": asdict(params)}
 
 
@@ -189,11 +205,58 @@ def sample_records(samples: dict[str, list[dict[str, Any]]]) -> list[dict[str, A
     records = []
     for task, logged in samples.items():
         for sample in logged:
+            lls = [float(ll) for ll, _greedy in sample["filtered_resps"]]
+            nbytes = [len(scored_continuation(*args).encode("utf-8")) for args in sample["arguments"]]
+            gold = gold_index(task, sample)
+            if "acc" in sample and float(max(range(len(lls)), key=lls.__getitem__) == gold) != sample["acc"]:
+                raise StageError(f"{task} doc {sample['doc_id']}: gold choice {gold} disagrees with lm-eval's acc")
             record = {
                 "task": task,
                 "doc_id": sample["doc_id"],
                 "target": sample["target"],  # choice index; Winogrande: the words after the blank
-                "loglikelihoods": [float(ll) for ll, _greedy in sample["filtered_resps"]],
+                "gold": gold,
+                "loglikelihoods": lls,
+                "choice_bytes": nbytes,
             }
-            records.append(record | {m: float(sample[m]) for m in METRICS if m in sample})
+            record |= {m: float(sample[m]) for m in METRICS if m in sample}
+            records.append(record | continuous(lls, nbytes, gold))
     return sorted(records, key=lambda r: (r["task"], r["doc_id"]))
+
+
+def scored_continuation(context: str, continuation: str) -> str:
+    """The text lm-eval scores for a (context, continuation) request: `_encode_pair` moves the
+    context's trailing whitespace onto the continuation before tokenising."""
+    return context[len(context.rstrip()) :] + continuation
+
+
+def gold_index(task: str, sample: dict[str, Any]) -> int:
+    """The gold choice's index, as lm-eval's multiple-choice scoring finds it: the target, except
+    for Winogrande (one continuation after two contexts), whose gold is its doc_to_text."""
+    if task == "winogrande":
+        from lm_eval.tasks.winogrande.preprocess_winogrande import doc_to_text
+
+        return int(doc_to_text(sample["doc"]))
+    target = sample["target"]
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(sample["arguments"]):
+        raise StageError(f"{task} doc {sample['doc_id']}: target {target!r} is not a choice index")
+    return target
+
+
+def continuous(lls: list[float], nbytes: list[int], gold: int) -> dict[str, float]:
+    """p_gold (softmax of the choices' loglikelihoods at the gold one) and bpb_gold (bits per byte)."""
+    if nbytes[gold] == 0:
+        raise StageError("the gold continuation is empty: no bytes to measure bits per byte on")
+    top = max(lls)
+    log_total = top + math.log(sum(math.exp(ll - top) for ll in lls))  # log-sum-exp, overflow-safe
+    return {"p_gold": math.exp(lls[gold] - log_total), "bpb_gold": -lls[gold] / math.log(2) / nbytes[gold]}
+
+
+def continuous_means(tasks: list[str], samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per task, the mean p_gold and bpb_gold over its documents (MMLU: all subjects' documents pooled)."""
+    means = {}
+    for task in tasks:
+        rows = [s for s in samples if s["task"] == task or (task == "mmlu" and s["task"].startswith("mmlu_"))]
+        if not rows:
+            raise StageError(f"lm-eval logged no samples for {task}")
+        means[task] = {m: sum(r[m] for r in rows) / len(rows) for m in CONTINUOUS}
+    return means

@@ -11,7 +11,8 @@ from typing import Any
 from instmix.core.files import atomic_open, write_json
 from instmix.core.params import StageError
 from instmix.core.vocab import BASE, SKILLS, SWEEP_SETTINGS, TASKS
-from instmix.report.claims import DELTA_CLAIMS
+from instmix.report import proxies
+from instmix.report.claims import DELTA_CLAIMS, evaluate_delta_claim
 from instmix.report.curves import CURVE_METRICS
 from instmix.report.export import csv_rows, token_section, write_csv, write_olmix
 from instmix.report.header import header, read_setup
@@ -36,7 +37,7 @@ PLOT_TITLES = {
     "benchmarks.png": "Table 1 benchmarks by setting", "ratio_sweep.png": "ratio sweep",
     "count_sweep.png": "instance-count sweep", "flask_profile.png": "FLASK skill profiles",
     "loss_curves.png": "training loss curves", "claims_forest.png": "the claims: delta and interval",
-    "factorial.png": "each source's Shapley value",
+    "factorial.png": "each source's Shapley value", "heldout_loss.png": "held-out bits per byte per source",
 }  # fmt: skip
 FAMILIES = (
     ("NLP benchmarks", (*TASKS, "nlp_avg"), TABLE1_ROWS),
@@ -104,6 +105,8 @@ def build_report(
         sweeps[kind], sweep_notes[kind] = sweep_points(kind, settings, mix)  # type: ignore[arg-type]
     resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed)
     results = evaluate_claims(reps, sweeps, paper, params, resampler)
+    controls = [evaluate_delta_claim(c, reps, params, resampler) for c in proxies.controls()]
+    twins = [evaluate_delta_claim(c, reps, params, resampler) for c in proxies.twins(DELTA_CLAIMS)]
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
     curve_results = results[len(DELTA_CLAIMS) : len(DELTA_CLAIMS) + len(CURVE_METRICS)]
     marks = {m: r.mark for m, r in zip(CURVE_METRICS, curve_results, strict=True)}
@@ -116,6 +119,8 @@ def build_report(
         stats, paper, params.sizes, benchmark_prompts, resampler, params.confidence, params.min_items
     )
     lines += token_section(runs) + factorial_section(stats, resampler, params.confidence, params.min_items)
+    values = {m: r.values for m, r in runs.items() if r.seed is not None}  # trained runs
+    lines += proxies.sections(stats, resampler, params, controls, twins, values)
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])
@@ -124,5 +129,6 @@ def build_report(
         lines += ["## Missing data", "", *[f"- {n}" for n in notes], ""]
     columns, body = csv_rows(runs, mix)
     write_olmix(out / "olmix", runs)
-    write_outputs(out, lines, columns, body, claims_json(results) | {"params": asdict(params)})
-    return {"models": len(runs), "plots": figures.written, "claims": {r.id: r.mark for r in results}}
+    found = [*results, *controls, *twins]
+    write_outputs(out, lines, columns, body, claims_json(found) | {"params": asdict(params)})
+    return {"models": len(runs), "plots": figures.written, "claims": {r.id: r.mark for r in found}}

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from instmix.core.vocab import BASE_ROW
 from instmix.report import factorial
 from instmix.report.claims import ClaimResult
-from instmix.report.layout import SIZE_LABEL
+from instmix.report.continuous import HELDOUT, LABELS
+from instmix.report.layout import SIZE_LABEL, TABLE1_ROWS
 from instmix.report.plot_style import PAPER_STYLE, finish
 from instmix.report.stats import Stat
 from instmix.report.tables import FACTORIAL_METRICS
@@ -91,5 +93,32 @@ def plot_factorial(
         ax.grid(axis="y", alpha=0.3)
     note = f"error bars: {confidence:.0%} paired bootstrap interval" if draws is not None else "no intervals"
     fig.suptitle(f"Each source's contribution (exact Shapley values over none … ACP; {note})", fontsize=11)
+    finish(fig, path)
+    return None
+
+
+def plot_heldout(stats: Mapping[str, Mapping[str, Stat]], path: Path) -> str | None:
+    """Held-out bits per byte, models x sources, coloured by the change from the base model."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in HELDOUT.values() if any(k in stats.get(r, {}) for r in TABLE1_ROWS)]
+    rows = [r for r in TABLE1_ROWS if any(k in stats.get(r, {}) for k in keys)]
+    if not keys or BASE_ROW not in rows:
+        return "no held-out losses (eval_lik) for the base model and the settings"
+    value = np.array([[stats[r][k].mean if k in stats[r] else np.nan for k in keys] for r in rows])
+    change = value - value[rows.index(BASE_ROW)]
+    limit = float(np.nanmax(np.abs(change))) or 1.0
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2.5, 0.45 * len(rows) + 1.6))
+    image = ax.imshow(change, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for i, j in np.ndindex(change.shape):
+        if np.isfinite(value[i, j]):
+            colour = "white" if abs(change[i, j]) > limit / 2 else "black"  # readable on the dark cells
+            ax.text(
+                j, i, f"{value[i, j]:.3f}\n({change[i, j]:+.3f})", ha="center", va="center", fontsize=7, color=colour
+            )
+    ax.set_xticks(range(len(keys)), [LABELS[k].removesuffix(" bpb") for k in keys], fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    fig.colorbar(image, ax=ax, label=f"bits per byte minus {BASE_ROW}'s (blue: lower loss)")
+    ax.set_title("Held-out bits per byte per source (model x source)", fontsize=10)
     finish(fig, path)
     return None

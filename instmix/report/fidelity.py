@@ -25,7 +25,10 @@ from instmix.core.vocab import SOURCES
 
 SETUP_FILE = Path(__file__).resolve().parents[2] / "assets" / "paper_setup.yaml"
 # Where each stage's recorded params sit in a Run (instmix.report.runs) -> their params.yaml section.
-RUN_SECTIONS = {"sft": "sft", "nlp": "eval.nlp", "code": "eval.code", "answers": "eval.align", "align": "eval.judge"}
+RUN_SECTIONS = {
+    "sft": "sft", "nlp": "eval.nlp", "code": "eval.code", "answers": "eval.align", "align": "eval.judge",
+    "lik": "eval.lik",
+}  # fmt: skip
 NULL = "null (not set)"  # not "none", which reads as "none used"
 
 

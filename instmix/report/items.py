@@ -26,7 +26,7 @@ import numpy as np
 from instmix.align.scoring import metric_key
 from instmix.core.files import read_records
 from instmix.core.vocab import SKILLS, TASKS
-from instmix.report import seeds
+from instmix.report import continuous, seeds
 
 Items = dict[str, dict[Any, Any]]
 """{unit: {item id: value}}: unit is an NLP task, "code" or "align"; value a score, a list of
@@ -44,6 +44,8 @@ def read_items(reports: Path, model: str, nlp_metric: str) -> Items:
             unit = "mmlu" if row["task"].startswith("mmlu_") else row["task"]
             value = row.get(nlp_metric, row.get("acc"))  # MMLU has acc only
             items.setdefault(unit, {})[(row["task"], row["doc_id"])] = float(value)
+            for proxy in (p for p in continuous.PROXIES if p in row):
+                items.setdefault(f"{proxy}:{unit}", {})[(row["task"], row["doc_id"])] = float(row[proxy])
     code = reports / "eval" / "code" / model / "samples.jsonl"
     if code.is_file():
         for row in read_records(code):
@@ -53,6 +55,10 @@ def read_items(reports: Path, model: str, nlp_metric: str) -> Items:
         for row in read_records(align):
             scores = {metric_key(s): v for s, v in row["scores"].items() if isinstance(v, float)}
             items.setdefault("align", {})[row["idx"]] = scores
+    lik = reports / "eval" / "lik" / model / "items.jsonl"
+    if lik.is_file():
+        for row in read_records(lik):  # (bits, bytes): a set's bits per byte is a ratio of their sums
+            items.setdefault(f"lik:{row['set']}", {})[row["id"]] = (row["nll"] / math.log(2), float(row["bytes"]))
     return items
 
 
@@ -97,6 +103,9 @@ class Resampler:
                 if any(v is not None for v in scores):
                     yield f"sum:{skill}", [0.0 if v is None else v for v in scores]
                     yield f"count:{skill}", [0.0 if v is None else 1.0 for v in scores]
+        elif unit.startswith("lik:"):
+            yield "sum:bits", [values[i][0] for i in ids]
+            yield "count:bytes", [values[i][1] for i in ids]
         else:
             yield "score", [values[i] for i in ids]
 
@@ -148,7 +157,18 @@ class Resampler:
             return None if draws is None else draws * 100
         if key in ALIGN_KEYS:
             return self.flask(setting, seed, key, point)
-        return None
+        if key in ("p_gold:avg", "bpb_gold:avg", "bpb:heldout:avg"):  # over the sets evaluated
+            parts = [self.per_model(setting, seed, f"{key.rpartition(':')[0]}:{u.rpartition(':')[2]}", point)
+                     for u in continuous.units_of(key) if u in self.common]  # fmt: skip
+            return None if not parts or any(p is None for p in parts) else np.mean(parts, axis=0)
+        unit = continuous.unit_of(key)
+        if unit is None:
+            return None
+        if unit.startswith("lik:"):
+            bits, nbytes = (self.column(unit, setting, seed, name, point) for name in ("sum:bits", "count:bytes"))
+            return None if bits is None or nbytes is None else bits / nbytes
+        draws = self.column(unit, setting, seed, "score", point)
+        return None if draws is None else draws * (100 if key.startswith("p_gold") else 1)
 
     def mcnemar(self, setting: str, reference: str, task: str) -> float | None:
         """The exact McNemar p of two single-run settings' per-document accuracy on an NLP task
@@ -235,6 +255,8 @@ def units_of(key: str) -> tuple[str, ...]:
     """The item sets a metric is computed from."""
     if key in TASKS:
         return (key,)
+    if found := continuous.units_of(key):
+        return found
     return TASKS if key == "nlp_avg" else ("code",) if key in CODE_KEYS else ("align",) if key in ALIGN_KEYS else ()
 
 

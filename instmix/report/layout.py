@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from instmix.core.vocab import BASE_ROW, SKILL_LABELS, SWEEP_SETTINGS, TABLE_SETTINGS, TASK_LABELS
+from instmix.report.continuous import LABELS as CONTINUOUS_LABELS
 
 TABLE1_ROWS = (BASE_ROW, *TABLE_SETTINGS)
 TABLE2_ROWS = TABLE_SETTINGS
@@ -17,11 +18,11 @@ TABLE1_COLUMNS = {
     "nlp_avg": "NLP avg", "pass@1": "HumanEval @1", "pass@10": "HumanEval @10",
 }  # fmt: skip
 TABLE2_COLUMNS = {**SKILL_LABELS, "flask_avg": "Avg."}
-METRIC_NAMES = {**TABLE1_COLUMNS, "flask_avg": "FLASK avg"}
+METRIC_NAMES = {**TABLE1_COLUMNS, "flask_avg": "FLASK avg", **CONTINUOUS_LABELS}
 """Names of metrics in 'missing: <setting> <name>' notes."""
 SIZE_LABEL = {"7b": "LLaMA-2-7B", "13b": "LLaMA-2-13B"}
 PLOT_FILES = ("benchmarks.png", "ratio_sweep.png", "count_sweep.png", "flask_profile.png", "loss_curves.png",
-              "claims_forest.png", "factorial.png")  # fmt: skip
+              "claims_forest.png", "factorial.png", "heldout_loss.png")  # fmt: skip
 DASH = "—"
 MARK_BENCHMARK_PROMPTS = "†"  # a setting trained on P3 prompts built from an evaluated benchmark
 

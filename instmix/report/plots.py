@@ -17,7 +17,7 @@ from instmix.core.vocab import BASE_ROW, SKILLS
 from instmix.report import seeds
 from instmix.report.claims import ClaimResult
 from instmix.report.curves import CURVE_METRICS
-from instmix.report.effect_plots import plot_factorial, plot_forest
+from instmix.report.effect_plots import plot_factorial, plot_forest, plot_heldout
 from instmix.report.layout import PLOT_FILES, SIZE_LABEL, TABLE1_COLUMNS, TABLE1_ROWS, TABLE2_COLUMNS, TABLE2_ROWS
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import PAPER_STYLE, SETTING_COLORS, Figures, finish, palette, top_legend
@@ -253,6 +253,7 @@ def make_plots(
         "loss_curves.png": lambda p: plot_losses(curves, runs, p),
         "claims_forest.png": lambda p: plot_forest(claims, params.sizes, p),
         "factorial.png": lambda p: plot_factorial(spread.stats, spread.draws, spread.confidence, p),
+        "heldout_loss.png": lambda p: plot_heldout(spread.stats, p),
     }
     assert tuple(jobs) == PLOT_FILES
     with plt.rc_context({"font.family": "DejaVu Sans", "svg.hashsalt": "instmix"}):

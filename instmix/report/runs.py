@@ -23,7 +23,7 @@ from instmix.core.vocab import SKILLS, TASKS, split_model_id
 from instmix.report.items import Items, read_items
 from instmix.report.layout import SIZE_LABEL, setting_order
 
-EVAL_FAMILIES = ("nlp", "code", "align")
+EVAL_FAMILIES = ("nlp", "code", "align", "lik")
 
 
 @dataclass
@@ -108,6 +108,12 @@ def nlp_values(block: Mapping[str, Any], metric: str) -> dict[str, float]:
 def add_nlp(run: Run, data: Mapping[str, Any], block: Mapping[str, Any], metric: str) -> None:
     limit, version = run.params["nlp"].get("limit"), data.get("lm_eval_version")
     run.values |= nlp_values(block, metric)
+    for proxy, scale in (("p_gold", 100), ("bpb_gold", 1)):  # instmix.report.continuous
+        for task in TASKS:
+            if isinstance(scores := block.get(task), Mapping) and (v := number(scores.get(proxy))) is not None:
+                run.values[f"{proxy}:{task}"] = scale * v
+        if (v := number(block.get(f"{proxy}_avg"))) is not None:
+            run.values[f"{proxy}:avg"] = scale * v
     run.info |= {"lm_eval_version": version, "nlp_limit": limit}
     run.raw |= {"nlp.lm_eval_version": version, "nlp.limit": limit}
 
@@ -124,8 +130,20 @@ def add_align(run: Run, data: Mapping[str, Any], block: Mapping[str, Any], metri
     run.info |= {f"align_{k}": block.get(k) for k in ("judge", "instances", "parse_failures")}
 
 
+def add_lik(run: Run, data: Mapping[str, Any], block: Mapping[str, Any], metric: str) -> None:
+    """eval_lik's bits per byte (instmix.report.continuous)."""
+    for source, values in (block.get("heldout") or {}).items():
+        if isinstance(values, Mapping) and (v := number(values.get("bpb"))) is not None:
+            run.values[f"bpb:heldout:{source}"] = v
+    if (v := number(block.get("heldout_bpb_avg"))) is not None:
+        run.values["bpb:heldout:avg"] = v
+    for part in ("code", "align"):
+        if isinstance(values := block.get(part), Mapping) and (v := number(values.get("bpb"))) is not None:
+            run.values[f"bpb:{part}"] = v
+
+
 ADD: dict[str, Callable[[Run, Mapping[str, Any], Mapping[str, Any], str], None]] = {
-    "nlp": add_nlp, "code": add_code, "align": add_align,
+    "nlp": add_nlp, "code": add_code, "align": add_align, "lik": add_lik,
 }  # fmt: skip
 
 

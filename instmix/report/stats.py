@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from instmix.report import seeds
 from instmix.report.layout import METRIC_NAMES
@@ -80,3 +81,23 @@ class Values:
 
     def seed_only(self, setting: str, key: str) -> Any:
         return self(setting, key)
+
+
+def pairwise_agreement(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None, int] | None:
+    """How often y orders two runs as x does: over every pair, the share ordered the same way among
+    the pairs untied in both (a pair tied in either counts for neither; None if no pair is left),
+    Kendall's tau-b (ties corrected; None if either is constant), and the number of pairs compared.
+    None with fewer than 2 runs. Concordant everywhere gives (1.0, +1.0, n), reversed (0.0, -1.0, n)."""
+    if len(x) != len(y):
+        raise ValueError("x and y differ in length")
+    if len(x) < 2:
+        return None
+    same = differ = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            product = (x[i] - x[j]) * (y[i] - y[j])
+            same, differ = same + (product > 0), differ + (product < 0)
+    share = same / (same + differ) if same + differ else None
+    constant = len(set(x)) < 2 or len(set(y)) < 2
+    tau = None if constant else float(scipy_stats.kendalltau(x, y).statistic)
+    return share, tau, same + differ

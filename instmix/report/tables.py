@@ -106,7 +106,7 @@ def delta_table(
                     ours += f" p={p:.2g}"
             published = [paper.get(size, {}) for size in sizes]
             theirs = [difference(p.get(row, {}).get(key), p.get(reference, {}).get(key), decimals) for p in published]
-            cells.append(f"{ours} ({' / '.join(theirs)})")
+            cells.append(f"{ours} ({' / '.join(theirs)})" if sizes else ours)
         body.append(cells)
     return markdown_table(["setting", *columns.values()], body)
 
@@ -138,13 +138,16 @@ def table_section(
     mcnemar = " p=…" if table == "table1" else ""
     for reference in references:
         lines += [
-            f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval]{mcnemar} ({names})"
+            f"**Δ vs {reference}**: this run [{confidence:.0%} paired bootstrap interval]{mcnemar}"
+            + (f" ({names})" if names else "")
             + ("; p: the exact McNemar test on per-document accuracy, where each setting has one run" * bool(mcnemar))
             + f"; *too few items: n*: fewer than report.min_items ({min_items}) shared items, no interval",
             "",
         ]
         lines += [
-            *delta_table(rows, columns, stats, paper[table], sizes, reference, decimals, draws, confidence, min_items),
+            *delta_table(
+                rows, columns, stats, paper.get(table, {}), sizes, reference, decimals, draws, confidence, min_items
+            ),
             "",
         ]
     return lines
