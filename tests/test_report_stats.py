@@ -9,7 +9,7 @@ from scipy import stats as scipy_stats
 
 from instmix.report import seeds
 from instmix.report.runs import Run
-from instmix.report.stats import Values, replicates, stat, stats_of
+from instmix.report.stats import Values, pairwise_agreement, replicates, stat, stats_of
 
 
 def test_replicates_pool_a_settings_model_ids_in_seed_order() -> None:
@@ -45,3 +45,16 @@ def test_values_name_what_is_missing_and_draws_do_not_depend_on_other_settings()
     # the seed variance is pooled over settings (so B widens A's draws), the random stream is A's own
     assert crowded.std() > alone.std() > 0
     assert np.allclose((alone - alone.mean()) / alone.std(), (crowded - crowded.mean()) / crowded.std())
+
+
+def test_pairwise_agreement_has_known_answers() -> None:
+    x = [1.0, 2.0, 3.0, 4.0]
+    assert pairwise_agreement(x, [10.0, 20.0, 30.0, 40.0]) == (1.0, 1.0, 6)  # concordant everywhere
+    assert pairwise_agreement(x, [4.0, 3.0, 2.0, 1.0]) == (0.0, -1.0, 6)  # reversed everywhere
+    share, tau, pairs = pairwise_agreement(x, [1.0, 3.0, 2.0, 4.0])  # one swapped pair of six
+    assert share == 5 / 6 and pairs == 6 and math.isclose(tau, (5 - 1) / 6)
+    # ties: a pair tied in either metric counts for neither side; tau-b corrects for them
+    share, tau, pairs = pairwise_agreement([1.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    assert share == 1.0 and pairs == 2 and 0 < tau < 1
+    assert pairwise_agreement([1.0, 2.0], [5.0, 5.0]) == (None, None, 0)  # nothing to order, tau undefined
+    assert pairwise_agreement([1.0], [2.0]) is None
