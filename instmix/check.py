@@ -12,11 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from instmix.core import hub
-from instmix.core.params import PARAMS_FILE, ParamsError, StageError, check_seeds, check_settings, parse, section_of
+from instmix.core.params import (
+    PARAMS_FILE,
+    ParamsError,
+    StageError,
+    check_seeds,
+    check_settings,
+    parse,
+    section_of,
+    shown,
+)
 from instmix.core.vocab import SOURCES, TASKS
 
 TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "heldout", "mix", "model", "sft", "eval", "report")
-EVAL = ("benchmarks", "flask", "nlp", "code", "align", "judge", "decontam")
+EVAL = ("benchmarks", "flask", "nlp", "code", "align", "judge", "decontam", "lik")
 
 
 def sections() -> dict[str, type]:
@@ -32,6 +41,7 @@ def sections() -> dict[str, type]:
     from instmix.data.subsample import SubsampleParams
     from instmix.nlp.harness import NLPParams
     from instmix.report.params import ReportParams
+    from instmix.score.params import LikParams
     from instmix.train.base import ModelParams
     from instmix.train.config import SFTParams
 
@@ -40,8 +50,16 @@ def sections() -> dict[str, type]:
         "subsample": SubsampleParams, "heldout": HeldoutParams, "mix": MixParams, "model": ModelParams,
         "sft": SFTParams,
         "eval.flask": FlaskParams, "eval.nlp": NLPParams, "eval.code": CodeParams, "eval.align": AlignParams,
-        "eval.judge": JudgeParams, "eval.decontam": DecontamParams, "report": ReportParams,
+        "eval.judge": JudgeParams, "eval.decontam": DecontamParams, "eval.lik": LikParams, "report": ReportParams,
     }  # fmt: skip
+
+
+LIK_MIRRORS = {  # eval.lik key -> (section, key) it must equal
+    "template": ("sft", "template"), "max_length": ("sft", "max_length"), "code_limit": ("eval.code", "limit"),
+    "code_prompt_template": ("eval.code", "prompt_template"), "align_template": ("eval.align", "template"),
+    "align_idx_max": ("eval.align", "idx_max"), "align_top_skills": ("eval.align", "top_skills"),
+    "align_limit": ("eval.align", "limit"), "align_seed": ("eval.align", "seed"),
+}  # fmt: skip
 
 
 def unknown_keys(params: dict[str, Any]) -> Iterator[str]:
@@ -87,7 +105,19 @@ def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Call
             if task not in TASKS:
                 raise ParamsError(f"eval.benchmarks.{task}", value, "one of " + ", ".join(TASKS))
 
+    def lik_mirror(key: str, section: str, name: str) -> Callable[[], None]:
+        """eval.lik repeats the values it must share (a stage reads only its own section)."""
+
+        def rule() -> None:
+            lik, other = parsed.get("eval.lik"), parsed.get(section)
+            if lik is not None and other is not None and getattr(lik, key) != getattr(other, name):
+                allowed = f"{shown(getattr(other, name))}, as {section}.{name} (eval_lik scores what it measures)"
+                raise ParamsError(f"eval.lik.{key}", getattr(lik, key), allowed)
+
+        return rule
+
     yield from (seeds, settings, count_is_acp, benchmark_tasks)
+    yield from (lik_mirror(key, *mirrored) for key, mirrored in LIK_MIRRORS.items())
     yield from (path(f"fetch.{source}.path", "a file, folder or *.hub.yaml pin") for source in SOURCES)
     benchmarks = (params.get("eval") or {}).get("benchmarks")
     for task in benchmarks if isinstance(benchmarks, dict) else {}:

@@ -19,9 +19,9 @@ from instmix.core.vocab import SETTINGS
 from tests.conftest import REPO, set_params, stage_env
 
 TRAINED = [f"{setting}-42" for setting in SETTINGS]  # the model ids of the default `seeds: [42]`
-EVALS = ["eval_nlp", "eval_code", "eval_align", "judge"]
-# fetch, subsample, heldout, mix, base, sft, benchmarks, flask, the evaluations (trained models and base), decontam,
-# report
+EVALS = ["eval_nlp", "eval_code", "eval_align", "judge", "eval_lik"]
+# fetch, subsample, heldout, mix, base, sft, benchmarks, flask, the five evaluations (trained models and base: eval_lik
+# adds len(TRAINED) + 1), decontam, report
 STAGES = 3 + 3 + 3 + 9 + 1 + 9 + 6 + 1 + len(EVALS) * (len(TRAINED) + 1) + 1 + 1
 TINY = {  # the tiny model, and evaluations cut to what shows each stage works
     "model.base": "tiny",
@@ -34,6 +34,10 @@ TINY = {  # the tiny model, and evaluations cut to what shows each stage works
     "eval.code.max_new_tokens": 16,
     "eval.align.limit": 1,
     "eval.align.max_new_tokens": 8,
+    "eval.lik.max_length": 128,  # = sft.max_length
+    "eval.lik.limit": 4,
+    "eval.lik.code_limit": 1,  # = eval.code.limit
+    "eval.lik.align_limit": 1,  # = eval.align.limit
 }
 
 
@@ -130,7 +134,7 @@ def test_every_model_is_a_directory_named_by_its_id(project: Path) -> None:
     assert sorted(p.name for p in (project / "models").iterdir() if p.is_dir() and p.name != "checkpoints") == sorted(
         ["base", *TRAINED]
     )
-    for family in ("nlp", "code", "align"):
+    for family in ("nlp", "code", "align", "lik"):
         assert sorted(p.name for p in (project / "reports" / "eval" / family).iterdir()) == sorted(["base", *TRAINED])
 
 

@@ -14,12 +14,14 @@ from tests.conftest import REPO, stage_env
 
 STAGES = ["fetch@alpaca", "mix@A", "base", "decontam", "report", "sft@A-42", "eval_nlp@A-42", "judge@A-42",
           "sft@ACP-42", "eval_code@ACP-42", "sft_sweep@ratio-0.5-42", "eval_code_sweep@ratio-0.5-42",
-          "eval_nlp_base@base", "judge_base@base"]  # fmt: skip
+          "eval_nlp_base@base", "judge_base@base", "eval_lik@A-42", "eval_lik_sweep@ratio-0.5-42",
+          "eval_lik_base@base"]  # fmt: skip
 
 
 def test_model_of_reads_the_model_id_of_model_stages_only() -> None:
     assert model_of("eval_code_sweep@ratio-0.5-42") == "ratio-0.5-42"
     assert model_of("judge_base@base") == "base"
+    assert model_of("eval_lik_sweep@ratio-0.5-42") == "ratio-0.5-42" and model_of("eval_lik_base@base") == "base"
     assert model_of("mix@A") is None and model_of("base") is None and model_of("report") is None
 
 
@@ -31,7 +33,7 @@ def test_jobs_hold_whole_models_and_balance_by_cost() -> None:
     owner = {m: j.name for j in jobs for m in j.models}
     assert owner["ACP-42"] != owner["ratio-0.5-42"]  # the two largest are split
     assert {t for t in jobs[1].targets + jobs[2].targets if t.endswith("@A-42")} == {
-        "sft@A-42", "eval_nlp@A-42", "judge@A-42"}  # fmt: skip
+        "sft@A-42", "eval_nlp@A-42", "judge@A-42", "eval_lik@A-42"}  # fmt: skip
     assert sum(j.cost for j in jobs) == 220_000 + 4 * EVAL_COST
     assert balance(jobs) == pytest.approx(max(j.cost for j in jobs[1:3]) / ((220_000 + 4 * EVAL_COST) / 2))
     with pytest.raises(ValueError):

@@ -4,7 +4,7 @@
 
 One `prepare` job (every stage that belongs to no model: data, base model, benchmarks, FLASK,
 decontamination), one `train-<k>` job per worker holding whole models (a model's sft and its
-four evaluations together, so an evaluation always reads the model its own job trained), and
+five evaluations together, so an evaluation always reads the model its own job trained), and
 `aggregate` (the report). Models go to workers longest first, each to the least loaded one
 (LPT: within 4/3 of the best split). Costs are in example-epochs: a model's training is its
 mixture's examples x sft.epochs, and its evaluations count as EVAL_COST more.
@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-MODEL_FAMILIES = ("sft", "eval_nlp", "eval_code", "eval_align", "judge")
+MODEL_FAMILIES = ("sft", "eval_nlp", "eval_code", "eval_align", "judge", "eval_lik")
 REPORT = "report"
 EVAL_COST = 20_000.0
 """Example-epochs one model's evaluations are counted as: an estimate (not measured here) that
 the six benchmarks' ~12M log-likelihood tokens, HumanEval's 164 x 10 x 512 and FLASK's
-1,180 x 1,024 generated tokens take about half the compute of training on a 20K mixture."""
+1,180 x 1,024 generated tokens take about half the compute of training on a 20K mixture. eval_lik's
+scored sets add ~0.5-1.9M forward tokens (bench/eval_lik.py), 4-16 % of the benchmarks': left out."""
 
 
 @dataclass
