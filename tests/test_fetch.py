@@ -129,9 +129,10 @@ def test_real_alpaca_placeholders_are_matched_by_the_normalised_rule(workdir: Pa
     set_params(workdir, **{"fetch.alpaca.path": str(sample)})
     records, metrics = fetched(workdir, "alpaca")
     assert metrics["cleaned"]["placeholder_input"] == 24  # "Noinput" 9, "No input." 8, "<no input>" 7
-    assert metrics["dropped"]["placeholder_response"] == 2  # rows 306 (<No output>) and 1502 (<noinput>)
+    # Rows 306 (<No output>) and 1502 (<noinput>), and 8 and 1299, which open with "<nooutput> ...".
+    assert metrics["dropped"]["placeholder_response"] == 4
     by_row = {r["orig_id"]: r for r in records}
-    assert "306" not in by_row and "1502" not in by_row
+    assert {"8", "306", "1299", "1502"}.isdisjoint(by_row)
     assert by_row["563"]["prompt"].endswith("the customer.")  # its input "Noinput": no input
     assert by_row["566"]["prompt"].endswith("John Donne\n\nNoinput")  # real text before it: kept as it is
 

@@ -7,7 +7,10 @@
   `<task>/train-*.parquet` with inputs_pretokenized/targets_pretokenized.
 
 Rows that are not usable (missing or non-text fields, empty text, a placeholder response,
-text that is not valid Unicode, a record over MAX_CHARS) are counted by reason, never fatal.
+text that is not valid Unicode, a record over MAX_CHARS) are counted by reason, never fatal. A
+placeholder response is a whole one ("<nooutput>", "<No output>") or one opening with such a
+bracketed tag ("<nooutput> This type of instruction cannot be fulfilled by a GPT model."): the
+dataset's "no answer possible" marker, dropped either way.
 Cleaning is counted too: Alpaca's placeholders for an empty input, matched after lowercasing and
 dropping everything but letters ("<noinput>", "No input.", "<no input>" -> "noinput"), become
 no input; control characters other than tab and newline (NUL included) are removed. A file that
@@ -30,6 +33,7 @@ from instmix.core.records import Record, clean_text, record_id
 # also stands in for an empty output in the real data (<noinput> as a response).
 NO_INPUT, NO_OUTPUT = {"noinput"}, {"nooutput", "noinput"}
 MAX_CHARS = 100_000  # prompt + response; the longest P3 records are ~30K, a longer one is an accident
+PLACEHOLDER_TAG = re.compile(r"\s*<([^<>]{1,20})>")  # a leading <tag>, checked by placeholder_prefix
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 END_OF_TEXT = "<|endoftext|>"  # closes every completion in GPT-3 style P3 files
 
@@ -163,6 +167,14 @@ def placeholder(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower()) if len(text) <= 20 else text
 
 
+def placeholder_prefix(text: str) -> bool:
+    """A response opening with a bracketed no-answer tag ("<nooutput> This type of instruction
+    cannot be fulfilled…"): the dataset's marker that no answer exists, whatever follows it.
+    Brackets are required, so "No output is needed when…" or "<html>…" stay responses."""
+    tag = PLACEHOLDER_TAG.match(text)
+    return tag is not None and placeholder(tag.group(1)) in NO_OUTPUT
+
+
 def _text_field(row: dict[str, Any], name: str, drops: Drops, *, required: bool = True) -> str | None:
     value = row.get(name)
     if value is None:
@@ -176,7 +188,8 @@ def _text_field(row: dict[str, Any], name: str, drops: Drops, *, required: bool 
     return value
 
 
-def _record(source: str, orig_id: str, task: str | None, prompt: str, response: str, drops: Drops) -> Record | None:
+def make_record(source: str, orig_id: str, task: str | None, prompt: str, response: str, drops: Drops) -> Record | None:
+    """Prompt and response -> a record, cleaned; None (counted in `drops`) when unusable."""
     if len(prompt) + len(response) > MAX_CHARS:
         drops["too_long"] += 1
         return None
@@ -214,11 +227,11 @@ def instruction_record(source: str, orig_id: str, row: Any, drops: Drops, join: 
     if given and placeholder(given) in NO_INPUT:
         drops["placeholder_input"] += 1
         given = ""
-    if output.strip() and placeholder(output.strip()) in NO_OUTPUT:
+    if output.strip() and (placeholder(output.strip()) in NO_OUTPUT or placeholder_prefix(output)):
         drops["placeholder_response"] += 1
         return None
     prompt = instruction.strip() + (join + given if given else "")
-    return _record(source, orig_id, None, prompt, output, drops)
+    return make_record(source, orig_id, None, prompt, output, drops)
 
 
 P3_FIELD_PAIRS = (
@@ -240,7 +253,7 @@ def p3_record(task: str, orig_id: str, row: Any, drops: Drops) -> Record | None:
     if prompt is None or target is None:
         return None
     target = target.strip().removesuffix(END_OF_TEXT)
-    return _record("p3", orig_id, task, prompt, target, drops)
+    return make_record("p3", orig_id, task, prompt, target, drops)
 
 
 # ---------------------------------------------------------------------------- sources
