@@ -1,5 +1,5 @@
 """Replicates over seeds: mean ± std per setting, and draws of the means for claims where there are
-no per-item files (the seed term of instmix.report.items alone)."""
+no per-item files (the seed term of instmix.report.seeds alone)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class Values:
 
     def __init__(self, reps: Replicates, draws: int = 0, seed: int = 0) -> None:
         self.reps, self.draws, self.seed = reps, draws, seed
+        self.spreads: dict[str, seeds.Spread] = {}
         self.used: dict[str, int] = {}  # setting -> replicates, for "single run" and n in the report
         self.missing: list[str] = []
 
@@ -77,7 +78,9 @@ class Values:
         )
 
     def spread(self, key: str) -> seeds.Spread:
-        return seeds.pooled({s: m.get(key) for s, m in self.reps.items()})
+        if key not in self.spreads:  # pooled over every setting: once per metric, not once per draw
+            self.spreads[key] = seeds.pooled({s: m.get(key) for s, m in self.reps.items()})
+        return self.spreads[key]
 
     def seed_only(self, setting: str, key: str) -> Any:
         return self(setting, key)
