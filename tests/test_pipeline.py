@@ -107,9 +107,9 @@ def test_repro_after_repro_is_a_fast_no_op(project: Path) -> None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         timings.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert ran_stages(output) == []
-    # Bound raised from 3.0 to 4.0 on 2026-12-02: 3.3 CPU s measured with the 74-stage layout, whose
-    # directory code deps (instmix/<subpackage>) DVC checks for every stage (bench/README.md).
-    assert min(timings) <= 4.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} CPU s"
+    # Bound raised from 3.0 to 4.0 on 2026-12-02 (3.3 CPU s, 74 stages) and to 8.0 on 2026-12-05: 6.1-6.3
+    # CPU s in CI with 87 stages (heldout, eval_lik), whose directory code deps DVC checks for every stage.
+    assert min(timings) <= 8.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} CPU s"
 
 
 def test_training_curves_are_dvc_plots(project: Path) -> None:
@@ -144,7 +144,10 @@ def test_report_has_both_tables_and_the_plots(project: Path) -> None:
     # One seed, yet every claim delta and every Δ cell has a paired interval from the per-item files.
     claims = json.loads((project / "reports" / "claims.json").read_text())["claims"]
     assert all("ci_low" in claims[c] for c in ("p_best_nlp", "c_best_code", "p_lowers_alignment", "c_raises_alignment"))
-    assert "[no interval]" not in results and re.search(r"\d \[[+-]\d+\.\d+, [+-]\d+\.\d+\] \(", results)
+    paper, _, continuous = results.partition("## Continuous metrics")
+    assert "[no interval]" not in paper and re.search(r"\d \[[+-]\d+\.\d+, [+-]\d+\.\d+\] \(", paper)
+    # The continuous Δ tables: intervals where their item files exist (the tiny run scores 1 code and 1 FLASK item).
+    assert re.search(r"\d \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", continuous)
     for png in ("benchmarks", "flask_profile", "loss_curves"):
         assert (project / "reports" / "plots" / f"{png}.png").stat().st_size > 10_000
 
