@@ -141,12 +141,14 @@ def test_every_model_is_a_directory_named_by_its_id(project: Path) -> None:
 def test_report_has_both_tables_and_the_plots(project: Path) -> None:
     results = (project / "reports" / "results.md").read_text()
     assert "Table 1" in results and "Table 2" in results
-    # One seed, yet every claim delta and every Δ cell has a paired interval from the per-item files.
+    # One seed, yet every claim delta and every Δ cell of the paper's tables has a paired interval from the
+    # per-item files.
     claims = json.loads((project / "reports" / "claims.json").read_text())["claims"]
     assert all("ci_low" in claims[c] for c in ("p_best_nlp", "c_best_code", "p_lowers_alignment", "c_raises_alignment"))
     paper, _, continuous = results.partition("## Continuous metrics")
     assert "[no interval]" not in paper and re.search(r"\d \[[+-]\d+\.\d+, [+-]\d+\.\d+\] \(", paper)
-    # The continuous Δ tables: intervals where their item files exist (the tiny run scores 1 code and 1 FLASK item).
+    # The continuous Δ tables: at least one interval. One of their cells in this tiny run has none, cause not
+    # yet found (see the stop note of 2026-12-05); restore the strict check above once it is.
     assert re.search(r"\d \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", continuous)
     for png in ("benchmarks", "flask_profile", "loss_curves"):
         assert (project / "reports" / "plots" / f"{png}.png").stat().st_size > 10_000
