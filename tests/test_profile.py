@@ -52,6 +52,8 @@ def test_each_profile_validates(tmp_path: Path, name: str) -> None:
     if name.startswith("paper"):
         assert parsed["subsample"].n == 20000 and parsed["fetch.p3"].max_per_task == 1000
         assert parsed["model"].from_hub and parsed["sft"].global_batch == 64 and parsed["sft"].launcher == "zero3"
+        # a float as PyYAML (so DVC's params and the fidelity table) reads it: ruamel alone writes 5e-05, a string
+        assert yaml.safe_load((tmp_path / "params.yaml").read_text())["sft"]["lr"] == 5e-05
         for source in ("alpaca", "codealpaca", "p3"):
             pin = hub.read_pin(REPO / parsed[f"fetch.{source}"].path)
             assert pin.repo and pin.revision

@@ -44,6 +44,20 @@ def test_curve_claim_tests_the_fall_and_the_peak_above_the_start() -> None:
     assert set(TABLE_SETTINGS) >= {"A", "ACP"}  # the anchors are table settings
 
 
+def test_the_proxy_curve_reads_bits_per_byte_with_the_signs_flipped() -> None:
+    """pass@1's proxy is the solution's bits per byte: the claimed dip in quality is a rise in bpb."""
+    points, reps = curve([0.0] * 5, spread=0.01)
+    for point, bpb in zip(points, (0.80, 0.85, 0.79, 0.75, 0.77), strict=True):
+        reps[point.setting] = {"bpb:code": [bpb - 0.01, bpb, bpb + 0.01]}
+    result = evaluate_curve_claim("pass@1", points, reps, PARAMS, proxy=True)
+    assert result.id == "ratio_dips_then_peaks_pass1_proxy" and "solution" in result.measure.lower()
+    assert result.mark == "holds" and np.isclose(result.delta, 0.05) and result.sign == +1
+    assert result.interval is not None and result.interval[0] > 0
+    assert result.detail.startswith("fall: holds; peak above the start -0.050 [")
+    reps[points[1].setting]["bpb:code"] = [0.74, 0.75, 0.76]  # the first step improves: reversed
+    assert evaluate_curve_claim("pass@1", points, reps, PARAMS, proxy=True).mark == "reversed"
+
+
 def test_a_flat_curve_is_within_noise_not_a_failed_shape() -> None:
     """The demo's case: every point equals the base model's, so each difference is 0 in every draw."""
     result = evaluate_curve_claim("nlp_avg", *curve([30.0] * 5, spread=0.5), PARAMS)

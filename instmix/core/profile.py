@@ -57,6 +57,14 @@ def overlay(base: Any, changes: dict[str, Any]) -> None:
             base[key] = value
 
 
+def represent_float(dumper: Any, value: float) -> Any:
+    """ruamel writes 5e-05, which YAML 1.1 readers (PyYAML, so the stages) take for a string: 5.0e-05."""
+    text = repr(value)
+    if "e" in text and "." not in text.partition("e")[0]:
+        text = text.replace("e", ".0e", 1)
+    return dumper.represent_scalar("tag:yaml.org,2002:float", text)
+
+
 def apply(name: str, params_file: Path, data: str = DEFAULT_DATA) -> dict[str, Any]:
     from ruamel.yaml import YAML
 
@@ -70,6 +78,7 @@ def apply(name: str, params_file: Path, data: str = DEFAULT_DATA) -> dict[str, A
     loader.representer.add_representer(
         type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
     )
+    loader.representer.add_representer(float, represent_float)
     overlay(params, changes)
     params["profile"] = name
     buffer = io.StringIO()

@@ -31,7 +31,7 @@ from instmix.report.tables import (
     tables_section,
     training_section,
 )
-from instmix.report.verdicts import claims_json, evaluate_claims
+from instmix.report.verdicts import claims_json, evaluate_claims, evaluate_twins
 
 PLOT_TITLES = {
     "benchmarks.png": "Table 1 benchmarks by setting", "ratio_sweep.png": "ratio sweep",
@@ -106,7 +106,7 @@ def build_report(
     resampler = Resampler(by_setting(runs.values()), params.bootstrap_samples, params.seed)
     results = evaluate_claims(reps, sweeps, paper, params, resampler)
     controls = [evaluate_delta_claim(c, reps, params, resampler) for c in proxies.controls()]
-    twins = [evaluate_delta_claim(c, reps, params, resampler) for c in proxies.twins(DELTA_CLAIMS)]
+    twins = evaluate_twins(reps, sweeps, params, resampler)
     curves = {m: c for m in runs if (c := read_loss_curve(reports / "sft", m)) is not None}
     curve_results = results[len(DELTA_CLAIMS) : len(DELTA_CLAIMS) + len(CURVE_METRICS)]
     marks = {m: r.mark for m, r in zip(CURVE_METRICS, curve_results, strict=True)}

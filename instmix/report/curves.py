@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from instmix.report import proxies
 from instmix.report.claims import ClaimResult, DeltaClaim, evaluate_delta_claim
+from instmix.report.continuous import LABELS, TWIN, lower_is_better
 from instmix.report.items import Resampler
 from instmix.report.params import ReportParams
 from instmix.report.stats import Replicates
@@ -20,21 +22,27 @@ CURVE_METRICS = {"nlp_avg": "NLP avg", "pass@1": "HumanEval pass@1"}
 
 
 def evaluate_curve_claim(
-    metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams, resampler: Resampler | None = None
-) -> ClaimResult:
+    metric: str, points: Sequence[Point], reps: Replicates, params: ReportParams, resampler: Resampler | None = None,
+    proxy: bool = False,
+) -> ClaimResult:  # fmt: skip
     """Dips then peaks, as two differences each with its interval: the fall y[1] - y[0] < 0, and
     the peak above the start max(y[2:]) - y[0] > 0. Holds when both hold; reversed when either
-    interval excludes 0 on the other side; within noise (or too few items) otherwise."""
+    interval excludes 0 on the other side; within noise (or too few items) otherwise. `proxy`: the
+    same on the metric's continuous proxy (instmix.report.proxies.twin; a lower-is-better proxy's
+    dip is a rise)."""
     label = CURVE_METRICS[metric]
+    key, decimals = (TWIN[metric], 3 if lower_is_better(TWIN[metric]) else 2) if proxy else (metric, 2)
+    shown = LABELS[key] if proxy else label
     result = ClaimResult(
-        f"ratio_dips_then_peaks_{metric.replace('@', '')}",
-        f"{label} first dips, then peaks as the specialised/general ratio grows",
-        f"{label} vs ratio: fall y[1] - y[0] < 0 (shown), then a peak above the start max(y[2:]) - y[0] > 0",
+        f"ratio_dips_then_peaks_{metric.replace('@', '')}" + "_proxy" * proxy,
+        f"{label} first dips, then peaks as the specialised/general ratio grows" + " (proxy)" * proxy,
+        f"{shown} vs ratio: fall y[1] - y[0] < 0 (shown), then a peak above the start max(y[2:]) - y[0] > 0"
+        + ("; lower is better, so the signs flip" if lower_is_better(key) else ""),
         "not enough points",
-        decimals=2,
-        sign=-1,  # the claimed first step is a fall
+        decimals=decimals,
+        sign=1 if lower_is_better(key) else -1,  # the claimed first step is a fall in quality
     )
-    present = [p for p in points if reps.get(p.setting, {}).get(metric)]
+    present = [p for p in points if reps.get(p.setting, {}).get(key)]
     result.paper = {"7b": "holds (Figure 2: peak at 1.5, dip at 2.0)", "13b": "not run"}
     if len(present) < 3:
         result.detail = f"{len(present)} point(s) with {label}; needs >= 3"
@@ -44,10 +52,13 @@ def evaluate_curve_claim(
     def peak(v: Callable[[str, str], Any]) -> Any:
         return np.max(np.stack(np.broadcast_arrays(*(v(s, metric) for s in rest))), axis=0) - v(first, metric)
 
-    fall = evaluate_delta_claim(
-        DeltaClaim("fall", "", "", -1, lambda v: v(second, metric) - v(first, metric), 2), reps, params, resampler
+    fall, rise = (
+        DeltaClaim("fall", "", "", -1, lambda v: v(second, metric) - v(first, metric), 2),
+        DeltaClaim("peak", "", "", +1, peak, 2, True),
     )
-    rise = evaluate_delta_claim(DeltaClaim("peak", "", "", +1, peak, 2, True), reps, params, resampler)
+    if proxy:
+        fall, rise = (proxies.twin(c) or c for c in (fall, rise))
+    fall, rise = (evaluate_delta_claim(c, reps, params, resampler) for c in (fall, rise))
     marks = {fall.mark, rise.mark}
     result.mark = (
         "holds" if marks == {"holds"}
@@ -57,7 +68,9 @@ def evaluate_curve_claim(
         else "within noise"
     )  # fmt: skip
     result.delta, result.interval = fall.delta, fall.interval
-    peak_text = f"{rise.delta:+.2f}" + ("" if rise.interval is None else f" {fmt_interval(*rise.interval, 2)}")
+    peak_text = f"{rise.delta:+.{decimals}f}" + (
+        "" if rise.interval is None else f" {fmt_interval(*rise.interval, decimals)}"
+    )
     result.detail = f"fall: {fall.mark}; peak above the start {peak_text}: {rise.mark}; {fall.detail}"
     return result
 

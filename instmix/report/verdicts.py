@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from instmix.report.claims import DELTA_CLAIMS, ClaimResult, evaluate_delta_claim, paper_delta
+from instmix.report import proxies
+from instmix.report.claims import DELTA_CLAIMS, ClaimResult, DeltaClaim, evaluate_delta_claim, paper_delta
 from instmix.report.curves import (
     CURVE_METRICS,
     evaluate_curve_claim,
@@ -39,6 +40,25 @@ def evaluate_claims(
     results += [sweep_claim(peak_claim(m, ratio), "ratio", m, reps, params, resampler) for m in CURVE_METRICS]
     results += [sweep_claim(plateau_claim(m, count), "count", m, reps, params, resampler) for m in CURVE_METRICS]
     return [*results, size_claim()]
+
+
+def evaluate_twins(
+    reps: Replicates, sweeps: Mapping[str, Sequence[Point]], params: ReportParams, resampler: Resampler | None = None
+) -> list[ClaimResult]:
+    """The claims of `evaluate_claims` that read one benchmark, on its continuous proxy (instmix.report.proxies)."""
+    ratio, count = sweeps.get("ratio", []), sweeps.get("count", [])
+    built: list[tuple[DeltaClaim | str, str, str]] = [
+        *((peak_claim(m, ratio), "ratio", m) for m in CURVE_METRICS),
+        *((plateau_claim(m, count), "count", m) for m in CURVE_METRICS),
+    ]
+    claims = [*DELTA_CLAIMS, *(c for c, _, _ in built if isinstance(c, DeltaClaim))]
+    results = [evaluate_delta_claim(c, reps, params, resampler) for c in proxies.twins(claims)]
+    results += [evaluate_curve_claim(m, ratio, reps, params, resampler, proxy=True) for m in CURVE_METRICS]
+    for missing, kind, metric in ((c, k, m) for c, k, m in built if isinstance(c, str)):
+        result = sweep_claim(missing, kind, metric, reps, params, resampler)
+        result.id, result.text = f"{result.id}_proxy", f"{result.text} (proxy)"
+        results.append(result)
+    return results
 
 
 def claims_json(results: Sequence[ClaimResult]) -> dict[str, Any]:
