@@ -45,7 +45,7 @@ def evaluate_curve_claim(
     present = [p for p in points if reps.get(p.setting, {}).get(key)]
     result.paper = {"7b": "holds (Figure 2: peak at 1.5, dip at 2.0)", "13b": "not run"}
     if len(present) < 3:
-        result.detail = f"{len(present)} point(s) with {label}; needs >= 3"
+        result.detail = f"{len(present)} point(s) with {shown}; needs >= 3"
         return result
     first, second, rest = present[0].setting, present[1].setting, [p.setting for p in present[2:]]
 
