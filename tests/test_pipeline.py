@@ -108,9 +108,10 @@ def test_repro_after_repro_is_a_fast_no_op(project: Path) -> None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         timings.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert ran_stages(output) == []
-    # 3.3 CPU s with 74 stages (2026-12-02); 6.1-6.3 in CI with the 87 of the demo layout (2026-12-05). This
-    # project has 53 (four settings, two benchmarks).
-    assert min(timings) <= 5.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} CPU s"
+    # 3.3 CPU s with 74 stages (2026-12-02); 6.1-6.3 in CI with the 87 of the demo layout (2026-12-05), 2.6 on
+    # the dev machine. This project has 53 (four settings, two benchmarks): 1.9 on the dev machine beside a full
+    # test run (2026-12-07), so ~4.5 in CI, whose CPU seconds ran 2.4x the dev machine's.
+    assert min(timings) <= 6.0, f"no-op repro took {', '.join(f'{t:.1f}' for t in timings)} CPU s"
 
 
 def test_training_curves_are_dvc_plots(project: Path) -> None:
