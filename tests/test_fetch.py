@@ -319,3 +319,44 @@ def test_hub_sources_read_like_the_local_files(workdir: Path, tmp_path_factory: 
     assert metrics["records_per_task"] == {"ag_news_classify": 14, "cos_e_v1.11_explain_why_human": 14}
     assert (metrics["revision"], metrics["commit"]) == ("main", SHA)  # the branch as pinned, the commit read
     assert metrics["repo"] == "bigscience/P3"  # the repo read: the fidelity table checks it is the paper's copy
+
+
+def test_a_source_slot_reads_a_chat_file_with_renamed_fields(workdir: Path) -> None:
+    """fetch.<source>.format and .columns: a messages file whose turns name their fields differently."""
+    turns = [
+        [{"speaker": "system", "text": "Be brief."}, {"speaker": "user", "text": "2+2?"},
+         {"speaker": "assistant", "text": "4."}, {"speaker": "user", "text": "And 3+3?"},
+         {"speaker": "assistant", "text": "6."}],
+        [{"speaker": "user", "text": "Hello?"}, {"speaker": "assistant", "text": "  "}],  # empty answer: dropped
+    ]  # fmt: skip
+    chats = workdir / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"dialog": t}) + "\n" for t in turns))
+    columns = {"messages": "dialog", "role": "speaker", "content": "text"}
+    set_params(workdir, **{"fetch.codealpaca.path": str(chats), "fetch.codealpaca.format": "messages",
+                           "fetch.codealpaca.columns": columns})  # fmt: skip
+    records, metrics = fetched(workdir, "codealpaca")
+    assert [(r["prompt"], r["response"]) for r in records] == [
+        ("System: Be brief.\n\nUser: 2+2?\n\nAssistant: 4.\n\nUser: And 3+3?", "6.")
+    ]
+    assert metrics["format"] == "messages" and metrics["columns"] == columns and metrics["multi_turn"] == 1
+    assert metrics["dropped"]["empty_response"] == 1 and metrics["rows_read"] == 2
+    assert metrics["params"]["format"] == "messages" and metrics["repo"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fetch.alpaca.format": "csv"}, "fetch.alpaca.format=csv is not allowed"),
+        ({"fetch.alpaca.columns": {"answer": "output"}}, "is not allowed: unknown key 'answer' for format alpaca"),
+    ],
+)
+def test_a_bad_format_or_column_map_is_one_line_before_any_read(workdir: Path, change: dict, message: str) -> None:
+    set_params(workdir, **change)
+    assert message in fails(workdir, "alpaca")
+
+
+def test_the_default_alpaca_read_is_todays(workdir: Path) -> None:
+    records, metrics = fetched(workdir, "alpaca")
+    set_params(workdir, **{"fetch.alpaca.columns": {"output": "output"}})  # the format reader, same names
+    again, read = fetched(workdir, "alpaca")
+    assert again == records and read["records"] == metrics["records"] and read["format"] == "alpaca"

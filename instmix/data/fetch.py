@@ -16,7 +16,7 @@ from typing import Any, Literal
 from instmix.core import hub
 from instmix.core.params import ParamsError, StageError
 from instmix.core.records import Record, count_by
-from instmix.data import sources
+from instmix.data import formats, sources
 
 DROP_REASONS = ("missing_field", "non_text", "empty_prompt", "empty_response", "placeholder_response")
 DROP_REASONS += ("invalid_unicode", "too_long")
@@ -33,6 +33,17 @@ class SourceParams:
 class InstructionParams(SourceParams):
     join: str = " "
     """Between the instruction and a non-empty input. The authors' code joins with one space."""
+    format: Literal["alpaca", "sharegpt", "messages", "prompt_completion"] = "alpaca"
+    """How the file lays out its rows (instmix.data.formats): alpaca (instruction, input, output),
+    sharegpt (conversations of from/value turns), messages (role/content turns), prompt_completion."""
+    columns: dict[str, str] | None = None
+    """The file's names for the format's fields, {format's name: the file's name}, e.g. {output: answer}."""
+
+    def __post_init__(self) -> None:
+        try:  # an unknown key or two keys on one field: one line, before any read
+            formats.column_map(self.format, self.columns)
+        except formats.FormatError as err:
+            raise ParamsError("columns", self.columns, str(err).removeprefix("columns: ")) from err
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,9 @@ def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, An
     else:
         path, origin = locate(source, params.path)
         assert isinstance(params, InstructionParams)
+        if params.format != "alpaca" or params.columns:  # turns and renames: the format readers' own counts
+            records, read = formats.read_format(source, path, params.format, params.columns, params.join)
+            return records, {**read, **origin, "params": asdict(params)}
         records = list(sources.read_instructions(source, path, drops, params.join))
     metrics: dict[str, Any] = {
         "rows_read": len(records) + sum(drops[reason] for reason in DROP_REASONS),
