@@ -27,7 +27,7 @@ import numpy as np
 from instmix.report.claims import DeltaClaim, evaluate_delta_claim
 from instmix.report.items import Resampler
 from instmix.report.params import ReportParams
-from instmix.report.stats import percentile_interval
+from instmix.report.seeds import percentile_interval
 
 TASK = "arc_challenge"
 

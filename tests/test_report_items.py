@@ -15,7 +15,7 @@ from instmix.report import seeds
 from instmix.report.claims import DELTA_CLAIMS, evaluate_delta_claim
 from instmix.report.items import Resampler, mcnemar_exact, read_items
 from instmix.report.params import ReportParams
-from instmix.report.stats import percentile_interval
+from instmix.report.seeds import percentile_interval
 
 PARAMS = ReportParams(bootstrap_samples=4000)
 C_RAISES = next(c for c in DELTA_CLAIMS if c.id == "c_raises_alignment")

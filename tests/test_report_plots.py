@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from instmix.report.plots import Spread
-from instmix.report.stats import Stat, percentile_interval
+from instmix.report.seeds import percentile_interval
+from instmix.report.stats import Stat
 
 DRAWS = {"A": np.linspace(9.0, 11.0, 1001), "C": np.linspace(11.0, 15.0, 1001)}
 STATS = {"A": {"nlp_avg": Stat(10.0, 0.5, 2)}, "C": {"nlp_avg": Stat(13.0, None, 1)}}

@@ -71,6 +71,13 @@ class Source(Protocol):
     def spread(self, key: str) -> Spread: ...
 
 
+def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval; NaN draws (a resample without any instance of some FLASK skill) are left out."""
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def widened(
     delta: Callable[[Callable[[str, str], Any]], Any], source: Source, confidence: float,
     correct: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -86,8 +93,7 @@ def widened(
     draws = np.asarray(delta(total), dtype=float)
     if correct is not None:
         draws = correct(draws)
-    tail = 100 * (1 - confidence) / 2
-    low, high = (float(x) for x in np.nanpercentile(draws, [tail, 100 - tail]))
+    low, high = percentile_interval(draws, confidence)
     spreads = [source.spread(k) for k in keys] if hasattr(source, "spread") else []  # plain draws: no seed info
     spread = min(spreads, key=lambda s: s.df, default=Spread())
     if spread.df == 0 or spread.between == 0:

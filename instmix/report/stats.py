@@ -44,13 +44,6 @@ def stats_of(reps: Replicates) -> dict[str, dict[str, Stat]]:
     return {s: {k: stat(v) for k, v in metrics.items() if v} for s, metrics in reps.items()}
 
 
-def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile interval; NaN draws (a resample without any instance of some FLASK skill) are left out."""
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.nanpercentile(draws, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 class Values:
     """Looks up per-setting values for a claim: means, or bootstrap draws of the means."""
 
