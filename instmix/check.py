@@ -32,7 +32,7 @@ def sections() -> dict[str, type]:
     """Each params section -> the dataclass its stage parses it into."""
     from instmix.align.answer import AlignParams
     from instmix.align.flask import FlaskParams
-    from instmix.align.judge import JudgeParams
+    from instmix.align.judge_params import JudgeParams
     from instmix.code.humaneval import CodeParams
     from instmix.data.decontam import DecontamParams
     from instmix.data.fetch import InstructionParams, P3Params

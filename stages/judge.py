@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instmix.align.judge import JudgeParams, judge, read_answers
+from instmix.align.judge import judge, read_answers
+from instmix.align.judge_params import JudgeParams
 from instmix.core.files import write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
 from instmix.core.stack import check_stack

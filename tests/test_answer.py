@@ -14,7 +14,7 @@ import pytest
 
 from instmix.align.answer import AlignParams, load_eval_set, render_prompts, select, top_skills
 from instmix.align.flask import FILES, FlaskParams, copy_files, read_eval_set
-from instmix.align.judge import JudgeParams
+from instmix.align.judge_params import JudgeParams
 from instmix.align.scoring import metric_key
 from instmix.core.params import ParamsError, StageError, parse
 from tests.conftest import run_stage, set_params

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from instmix.align.flask import FlaskParams, copy_files, read_judge_prompt, read_rubrics
-from instmix.align.judge import JudgeParams, build_messages, judge_label, read_answers, skills_block
+from instmix.align.flask import FlaskParams, build_messages, copy_files, read_judge_prompt, read_rubrics, skills_block
+from instmix.align.judge import judge_label, read_answers
+from instmix.align.judge_params import JudgeParams
 from instmix.core.files import write_jsonl
 from instmix.core.params import ParamsError, StageError, parse
 from tests.conftest import run_stage, set_params

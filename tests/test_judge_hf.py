@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from instmix.align.flask import FILES, read_judge_prompt, read_rubrics
-from instmix.align.judge import JudgeParams, build_messages
+from instmix.align.flask import FILES, build_messages, read_judge_prompt, read_rubrics
 from instmix.align.judge_hf import digit_plan, fit_prompt, render_chat, score_skills, score_slot, shared_prefix_logprobs
+from instmix.align.judge_params import JudgeParams
 from instmix.core.files import write_jsonl
 from instmix.core.params import StageError
 from tests.conftest import run_stage, set_params

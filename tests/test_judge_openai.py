@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from instmix.align.judge import JudgeParams
+from instmix.align.judge_params import JudgeParams
 from instmix.align.scoring import metric_key
 from instmix.core.files import write_jsonl
 from tests.conftest import run_stage, set_params

@@ -3,7 +3,8 @@
 The stage copies FLASK's eval set, skill rubrics, judge prompts and reviewers from
 `eval.flask.path` (a folder, or a `*.github.yaml` pin: raw files of a GitHub repository at a
 pinned commit, checked against sha256) to data/flask/ under fixed names (FILES), so answering
-and judging read one local copy and DVC sees the files change.
+and judging read one local copy and DVC sees the files change. `build_messages` lays out FLASK's
+judge messages for one answer (the judge and its hf backend both use it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -259,3 +261,30 @@ def copy_files(params: FlaskParams, out: Path) -> dict[str, Any]:
 def digests(folder: Path) -> dict[str, str]:
     """sha256 of each of FLASK's files in `folder`, by params key."""
     return {key: hashlib.sha256(_read(folder, key)).hexdigest() for key in sorted(FILES)}
+
+
+def skills_block(skills: Sequence[str], rubrics: dict[str, dict[str, Any]]) -> str:
+    """The rubric text of the instance's skills, laid out as FLASK's gen_prompt does."""
+    block = ""
+    for label in skills:
+        rubric = rubric_for(label, rubrics)
+        block += f"\n{rubric['Skill']}: {rubric['Criteria']}"
+        for level in "12345":
+            block += f"\nScore {level}: {rubric['Scoring'][level]}"
+        block += "\n\n"
+    return block
+
+
+def build_messages(
+    item: dict[str, Any], prompt: JudgePrompt, rubrics: dict[str, dict[str, Any]], response: str | None = None
+) -> list[dict[str, str]]:
+    """FLASK's system and user messages for one answer (`response` overrides the item's)."""
+    user = prompt.template.format(
+        question=item["instruction"],
+        response=item["response"] if response is None else response,
+        skills=skills_block(item["skills"], rubrics),
+        num=len(item["skills"]),
+        sample_answer=item["reference"],
+        **prompt.defaults,
+    )
+    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]

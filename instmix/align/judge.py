@@ -28,101 +28,18 @@ Parsing and aggregation: instmix.align.scoring.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from instmix.align.flask import JudgePrompt, digests, read_judge_prompt, read_rubrics, rubric_for
+from instmix.align.flask import build_messages, digests, read_judge_prompt, read_rubrics
+from instmix.align.judge_params import JudgeParams
 from instmix.align.scoring import aggregate, assign, parse_judgment
 from instmix.core.files import read_jsonl
-from instmix.core.params import ParamsError, StageError
+from instmix.core.params import StageError
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WEAK_JUDGE_PARAMS = 7e9  # an hf judge smaller than this is labelled weak in the metrics
 ANSWER_FIELDS = ("idx", "instruction", "reference", "skills", "domain", "difficulty", "response")
-
-
-@dataclass(frozen=True)
-class JudgeParams:
-    """The judge (section eval.judge). Defaults: the paper's GPT-4-0613 with FLASK's reference-answer prompt."""
-
-    backend: Literal["openai", "hf"] = "openai"
-    """`openai`: any OpenAI-compatible chat endpoint. `hf`: a local model scoring each skill as the
-    probability-weighted mean of the score tokens 1-5 (deterministic)."""
-    model: str = "gpt-4-0613"
-    """openai: the model name sent to the endpoint."""
-    hf_model: str = "models/base"
-    """hf: the judge's model directory (the demo: models/base, SmolLM2-135M, a weak judge)."""
-    base_url: str | None = None
-    """openai: the endpoint, e.g. http://localhost:8000/v1; null = the client's default (OPENAI_BASE_URL or OpenAI)."""
-    api_key_env: str | None = "OPENAI_API_KEY"
-    """openai: the NAME of the environment variable holding the key (the key itself never goes in
-    params); null for a local server that needs none."""
-    prompt_id: int = 2
-    """The FLASK judge prompt: 2 = with the reference ("ground truth") answer, as the paper."""
-    temperature: float = 0.0
-    """openai: sent with every request (FLASK's script meant 0 but its request dropped it: API default 1)."""
-    max_tokens: int = 1024
-    concurrency: int = 8
-    """openai: requests in flight at once."""
-    retries: int = 6
-    """openai: retries per request on rate limits, timeouts and server errors (exponential backoff)."""
-    timeout: float = 120.0
-    """openai: seconds per request."""
-    feedback_tokens: int = 0
-    """hf: greedy feedback tokens the judge writes before its scores are read (0 = score at once)."""
-    batch_size: int = 8
-    """hf: prompts per batch while the judge writes feedback (feedback_tokens > 0), padded engine."""
-    engine: Literal["auto", "padded", "continuous"] = "auto"
-    """hf: how the feedback is generated (instmix.gen.generate; auto = continuous on a GPU, padded on
-    a CPU). No vllm: the scores are read from the judge's own next-token distribution."""
-
-    def __post_init__(self) -> None:
-        positive = {"max_tokens": self.max_tokens, "concurrency": self.concurrency, "prompt_id": self.prompt_id}
-        positive |= {"batch_size": self.batch_size}
-        for key, value in positive.items():
-            if value < 1:
-                raise ParamsError(key, value, "a positive integer")
-        for key, value in {"retries": self.retries, "feedback_tokens": self.feedback_tokens}.items():
-            if value < 0:
-                raise ParamsError(key, value, "an integer >= 0")
-        if not 0 <= self.temperature <= 2:
-            raise ParamsError("temperature", self.temperature, "a number in [0, 2]")
-        if self.timeout <= 0:
-            raise ParamsError("timeout", self.timeout, "a positive number of seconds")
-        if self.api_key_env is not None and not ENV_NAME.match(self.api_key_env):
-            raise ParamsError("api_key_env", "<hidden>", "the name of an environment variable (never the key itself)")
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ParamsError("base_url", self.base_url, "null or an http(s):// URL")
-
-
-def skills_block(skills: Sequence[str], rubrics: dict[str, dict[str, Any]]) -> str:
-    """The rubric text of the instance's skills, laid out as FLASK's gen_prompt does."""
-    block = ""
-    for label in skills:
-        rubric = rubric_for(label, rubrics)
-        block += f"\n{rubric['Skill']}: {rubric['Criteria']}"
-        for level in "12345":
-            block += f"\nScore {level}: {rubric['Scoring'][level]}"
-        block += "\n\n"
-    return block
-
-
-def build_messages(
-    item: dict[str, Any], prompt: JudgePrompt, rubrics: dict[str, dict[str, Any]], response: str | None = None
-) -> list[dict[str, str]]:
-    """FLASK's system and user messages for one answer (`response` overrides the item's)."""
-    user = prompt.template.format(
-        question=item["instruction"],
-        response=item["response"] if response is None else response,
-        skills=skills_block(item["skills"], rubrics),
-        num=len(item["skills"]),
-        sample_answer=item["reference"],
-        **prompt.defaults,
-    )
-    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
 
 
 def read_answers(path: Path) -> list[dict[str, Any]]:

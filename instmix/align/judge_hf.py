@@ -17,7 +17,7 @@ from instmix.align.flask import JudgePrompt
 from instmix.core.params import StageError
 
 if TYPE_CHECKING:
-    from instmix.align.judge import JudgeParams
+    from instmix.align.judge_params import JudgeParams
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
@@ -106,7 +106,7 @@ def hf_judge(
     """Score every skill of every item with a local model; outputs carry FLASK-style text."""
     from tqdm.auto import tqdm
 
-    from instmix.align.judge import build_messages
+    from instmix.align.flask import build_messages
     from instmix.gen.generate import context_length, generate, load_model
 
     model, tokenizer = load_model(params.hf_model)

@@ -19,7 +19,7 @@ from instmix.core.files import dumps, write_json
 from instmix.core.params import StageError
 
 if TYPE_CHECKING:
-    from instmix.align.judge import JudgeParams
+    from instmix.align.judge_params import JudgeParams
 
 
 class JudgeCallError(Exception):
