@@ -158,7 +158,9 @@ def fetch(source: str, params: SourceParams) -> tuple[list[Record], dict[str, An
     else:
         path, origin = locate(source, params.path)
         assert isinstance(params, InstructionParams)
-        if params.format != "alpaca" or params.columns:  # turns and renames: the format readers' own counts
+        # The plain Alpaca read keeps its own reader: in a folder it reads .json and .parquet files only, where
+        # the format readers also take .jsonl, so today's reads (the paper's hub folders too) stay as they were.
+        if params.format != "alpaca" or params.columns:
             records, read = formats.read_format(source, path, params.format, params.columns, params.join)
             return records, {**read, **origin, "params": asdict(params)}
         records = list(sources.read_instructions(source, path, drops, params.join))
