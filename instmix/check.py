@@ -23,12 +23,26 @@ from instmix.core.params import (
     shown,
 )
 from instmix.core.vocab import SOURCES, TASKS
+from instmix.data.mixtures import Budget, check_name, shares
 
-TOP_LEVEL = ("profile", "seeds", "settings", "fetch", "subsample", "heldout", "mix", "model", "sft", "eval", "report")
+TOP_LEVEL = (
+    "profile",
+    "seeds",
+    "settings",
+    "mixtures",
+    "fetch",
+    "subsample",
+    "heldout",
+    "mix",
+    "model",
+    "sft",
+    "eval",
+    "report",
+)
 EVAL = ("benchmarks", "flask", "nlp", "code", "align", "judge", "decontam", "lik")
 
 
-def sections() -> dict[str, type]:
+def sections() -> dict[str, Any]:
     """Each params section -> the dataclass its stage parses it into."""
     from instmix.align.answer import AlignParams
     from instmix.align.flask import FlaskParams
@@ -38,6 +52,7 @@ def sections() -> dict[str, type]:
     from instmix.data.fetch import InstructionParams, P3Params
     from instmix.data.heldout import HeldoutParams
     from instmix.data.mix import MixParams
+    from instmix.data.mixtures import Mixture
     from instmix.data.subsample import SubsampleParams
     from instmix.nlp.harness import NLPParams
     from instmix.report.params import ReportParams
@@ -47,7 +62,8 @@ def sections() -> dict[str, type]:
 
     return {
         "fetch.alpaca": InstructionParams, "fetch.codealpaca": InstructionParams, "fetch.p3": P3Params,
-        "subsample": SubsampleParams, "heldout": HeldoutParams, "mix": MixParams, "model": ModelParams,
+        "subsample": SubsampleParams, "heldout": HeldoutParams, "mix": MixParams,
+        "mixtures": dict[str, Mixture], "model": ModelParams,
         "sft": SFTParams,
         "eval.flask": FlaskParams, "eval.nlp": NLPParams, "eval.code": CodeParams, "eval.align": AlignParams,
         "eval.judge": JudgeParams, "eval.decontam": DecontamParams, "eval.lik": LikParams, "report": ReportParams,
@@ -82,7 +98,22 @@ def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Call
         check_seeds(params.get("seeds"))
 
     def settings() -> None:
-        check_settings(params.get("settings"))
+        check_settings(params.get("settings"), params.get("mixtures") or {})
+
+    def mixture_names() -> None:
+        for name in params.get("mixtures") or {}:
+            check_name(str(name))
+
+    def mixture_shares() -> None:
+        """A records budget no sample of subsample.n can fill, before any data is read."""
+        subsample = parsed.get("subsample")
+        for name, spec in parsed.get("mixtures", {}).items():
+            if subsample is not None and isinstance(spec.budget, Budget) and spec.budget.records is not None:
+                for source, count in shares(spec.weights, spec.budget.records).items():
+                    if count > spec.max_repeat * subsample.n:
+                        most = spec.max_repeat * subsample.n
+                        allowed = f"{source}'s share ({count}) within max_repeat x subsample.n = {most:g} records"
+                        raise ParamsError(f"mixtures.{name}.budget.records", spec.budget.records, allowed)
 
     def count_is_acp() -> None:
         mix, subsample = parsed.get("mix"), parsed.get("subsample")
@@ -116,7 +147,7 @@ def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Call
 
         return rule
 
-    yield from (seeds, settings, count_is_acp, benchmark_tasks)
+    yield from (seeds, settings, mixture_names, mixture_shares, count_is_acp, benchmark_tasks)
     yield from (lik_mirror(key, *mirrored) for key, mirrored in LIK_MIRRORS.items())
     yield from (path(f"fetch.{source}.path", "a file, folder or *.hub.yaml pin") for source in SOURCES)
     benchmarks = (params.get("eval") or {}).get("benchmarks")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from instmix.core.files import write_json, write_lines
 from instmix.core.params import StageError, cli, load
-from instmix.core.vocab import SOURCES
-from instmix.data.mix import MixParams, draw_counts, sweep_point
+from instmix.core.vocab import SETTINGS, SOURCES
+from instmix.data.mix import MixParams, draw_counts, parse_sweep_id, sweep_point
+from instmix.data.mixtures import Budget, Mixture
 from instmix.data.subsample import SubsampleParams
 from instmix.grid.plan import EVAL_COST, balance, model_of, plan
 from instmix.train.config import SFTParams
@@ -37,7 +38,14 @@ def mixture_records(setting: str, mix: MixParams, subsample: SubsampleParams) ->
     built = Path("data/mix") / f"{setting}.metrics.json"
     if built.is_file():
         return int(json.loads(built.read_text())["records"])
-    return sum(draw_counts(setting, sweep_point(setting, mix), dict.fromkeys(SOURCES, subsample.n)).values())
+    if setting in SETTINGS or parse_sweep_id(setting) is not None:
+        return sum(draw_counts(setting, sweep_point(setting, mix), dict.fromkeys(SOURCES, subsample.n)).values())
+    spec = load(Mixture, f"mixtures.{setting}")
+    if spec.budget == "additive":
+        return subsample.n * len(spec.weights)
+    if isinstance(spec.budget, Budget) and spec.budget.records is not None:
+        return spec.budget.records
+    raise StageError(f"mixtures.{setting} has a token budget: build it first (dvc repro mix_named@{setting})")
 
 
 def main(argv: list[str]) -> None:

@@ -85,7 +85,9 @@ def test_model_groups_are_matrices_keyed_by_model_id() -> None:
 def test_dvc_yaml_vocabulary_is_the_library_vocabulary() -> None:
     variables = {k: v for entry in DVC_YAML["vars"] for k, v in entry.items()}
     assert tuple(variables["sources"]) == vocab.SOURCES
-    assert tuple(yaml.safe_load((REPO / "params.yaml").read_text())["settings"]) == vocab.SETTINGS  # all, by default
+    assert tuple(yaml.safe_load((REPO / "params.yaml").read_text())["settings"]) == vocab.TABLE_SETTINGS  # the demo
+    for profile in ("local", "paper", "paper-13b"):
+        assert tuple(yaml.safe_load((REPO / f"profiles/{profile}.yaml").read_text())["settings"]) == vocab.SETTINGS
     assert tuple(variables["mixes"]) == vocab.SETTINGS
     knobs = {"ratio": "mix.ratio", "count": "mix.per_type"}
     assert variables["mixes"] == {s: knobs.get(s, "mix.seed") for s in vocab.SETTINGS}

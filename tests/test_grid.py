@@ -33,6 +33,7 @@ AWS = {
 }  # a loopback server needs no retries: the outage fails in seconds, not minutes
 GRID = {  # one setting (the base model's evaluations are the other worker's unit), a training long enough to kill
     "settings": ["A"],
+    "mixtures": {},
     "eval.benchmarks": {k: f"assets/demo/benchmarks/{v}" for k, v in
                         {"arc_challenge": "arc/arc_challenge.jsonl", "winogrande": "winogrande/dev.jsonl"}.items()},
     "sft.epochs": 12.0,

@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,24 @@ import yaml
 
 from tests.conftest import REPO, set_params, stage_env
 
-# Four settings are enough for every stage family and for the claims among single sources and AC - A; the full
+# Four paper settings are enough for every stage family and for the claims among single sources and AC - A; the full
 # 2^3 design (factorial, "adding P") is checked on hand-made per-item files (tests/test_report_build.py), and each
 # more setting here costs six stage runs (~40 s of a test worker).
-SETTINGS = ["A", "C", "P", "AC"]
+# code_heavy: your own mixture, a records budget that repeats Alpaca; by_tokens: a token budget, mixed only.
+MIXTURES = {
+    "code_heavy": {"weights": {"alpaca": 0.75, "codealpaca": 0.25}, "budget": {"records": 24}, "max_repeat": 2},
+    "by_tokens": {"weights": {"alpaca": 0.5, "p3": 0.5}, "budget": {"tokens": 600}},
+}
+SETTINGS = ["A", "C", "P", "AC", "code_heavy"]
 TRAINED = [f"{setting}-42" for setting in SETTINGS]  # the model ids of the default `seeds: [42]`
 EVALS = ["eval_nlp", "eval_code", "eval_align", "judge", "eval_lik"]
 BENCHMARKS = {"arc_challenge": "arc/arc_challenge.jsonl", "winogrande": "winogrande/dev.jsonl"}
-# fetch, subsample, heldout, mix (every mixture: `mixes` in dvc.yaml), base, sft, benchmarks, flask, the five
-# evaluations of the trained models and the base, decontam, report
-STAGES = 3 + 3 + 3 + 9 + 1 + len(TRAINED) + len(BENCHMARKS) + 1 + len(EVALS) * (len(TRAINED) + 1) + 1 + 1
+# fetch, subsample, heldout, mix (every mixture: `mixes` in dvc.yaml), mixture, base, sft, benchmarks, flask,
+# the five evaluations of the trained models and the base, decontam, report
+STAGES = 3 + 3 + 3 + 9 + len(MIXTURES) + 1 + len(TRAINED) + len(BENCHMARKS) + 1 + len(EVALS) * (len(TRAINED) + 1) + 2
 TINY = {  # the tiny model, and evaluations cut to what shows each stage works
     "settings": SETTINGS,
+    "mixtures": MIXTURES,
     "model.base": "tiny",
     "sft.lr": 3e-3,
     "sft.max_length": 128,
@@ -197,6 +204,32 @@ def stale_after(project: Path, **changes: object) -> str:
 
 # These two check DVC's invalidation with `dvc status` instead of rerunning ~60 stages (the
 # ratio experiment above reruns for real): the same sets of stages, a fraction of the time.
+def test_your_mixtures_hold_their_budgets(project: Path) -> None:
+    from transformers import AutoTokenizer
+
+    def read(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        lines = (project / "data/mix" / f"{name}.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines], json.loads((project / f"data/mix/{name}.metrics.json").read_text())
+
+    records, metrics = read("code_heavy")  # 18 of Alpaca's 16-record sample: two of them twice
+    assert len(records) == 24 and metrics["records_per_source"] == {"alpaca": 18, "codealpaca": 6}
+    assert max(Counter(r["id"] for r in records).values()) == 2 and metrics["epochs_per_source"]["alpaca"] == 1.125
+    tokenizer = AutoTokenizer.from_pretrained(project / "models/base")
+    records, metrics = read("by_tokens")
+    for source in ("alpaca", "p3"):
+        counts = [len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) + 1 for r in records
+                  if r["source"] == source]  # fmt: skip
+        assert metrics["tokens_per_source"][source] == sum(counts)
+        assert 300 <= sum(counts) < 300 + max(counts)  # each share of 600 tokens, within one record
+    assert "## Your mixtures" in (project / "reports/results.md").read_text()
+
+
+def test_a_mixture_weight_reruns_only_that_mixture(project: Path) -> None:
+    weights = {"mixtures.code_heavy.weights": {"alpaca": 0.5, "codealpaca": 0.5}}
+    assert_reran(stale_after(project, **weights), {"mixture@code_heavy"}, set())
+    assert_reran(stale_after(project, **{"mixtures.by_tokens.budget": {"tokens": 500}}), {"mixture@by_tokens"}, set())
+
+
 def test_code_temperature_experiment_reruns_only_the_code_evaluation(project: Path) -> None:
     output = stale_after(project, **{"eval.code.temperature": 0.5})
     required = {f"eval_code@{model}" for model in trained(project)} | {"eval_code_base@base"}

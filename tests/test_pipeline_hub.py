@@ -33,6 +33,7 @@ FLASK_FILES = ("evaluation_set/flask_evaluation.jsonl", "metadata_annotation/ski
 SOURCES = {"alpaca": "tatsu-lab/alpaca", "codealpaca": "sahil2801/CodeAlpaca-20k", "p3": "bigscience/P3"}
 SCALED = {  # the paper profile cut to what shows every stage works, on this CPU with the tiny model
     "settings": ["A"],
+    "mixtures": {},
     "subsample.n": 16,
     "mix.per_type": 8,
     "mix.sweep": [],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from tests.test_report import (
     claim_rows,
     md_table,
     model_of,
+    plausible,
     report_stage,
     report_workdir,
     run_report,
+    write_lik,
     write_mix,
     write_model,
     write_setup,
@@ -247,3 +250,48 @@ def test_a_broken_metrics_file_is_named(tmp_path: Path, workdir: Path) -> None:
     (tmp_path / "reports/eval/code/A-42/metrics.json").unlink()
     result = report_stage(tmp_path, report_workdir(workdir))
     assert result.returncode == 2 and "models/base.metrics.json: not a JSON object" in result.stderr
+
+
+def test_a_named_mixture_gets_its_composition_and_intervals_against_the_base(tmp_path: Path, workdir: Path) -> None:
+    build_fixture(tmp_path, sweeps=False)
+    m = plausible("AC", 42)
+    write_model(tmp_path, "code_heavy-42", m["nlp"], m["code"], m["align"], m["loss"], {"seed": 42})
+    write_lik(tmp_path, "code_heavy-42", m["lik"], seed=42)
+    metrics = {
+        "records": 24, "records_per_source": {"alpaca": 6, "codealpaca": 18}, "budget": {"records": 24},
+        "epochs_per_source": {"alpaca": 0.375, "codealpaca": 1.125},
+        "params": {"seed": 0, "mixture": {"weights": {"alpaca": 0.25, "codealpaca": 0.75}}},
+    }  # fmt: skip
+    (tmp_path / "data/mix/code_heavy.metrics.json").write_text(json.dumps(metrics))
+    markdown, _ = run_report(tmp_path, workdir, settings=[*TABLE1_ROWS[1:], "code_heavy"])
+    section = markdown.split("## Your mixtures")[1]
+    composition = md_table(section, "The mixtures of params")
+    assert composition[1] == [
+        "code_heavy", "24 records", "24", "alpaca 0.25: 6 (0.375 epochs); codealpaca 0.75: 18 (1.125 epochs)"
+    ]  # fmt: skip
+    accuracy, rest = md_table(section, "**Δ vs none**"), section.split("**Δ vs none**", 1)[1]
+    assert accuracy[0][:2] == ["setting", "NLP avg"] and accuracy[1][0] == "code_heavy"
+    nlp = {
+        m: json.loads((tmp_path / f"reports/eval/nlp/{m}/metrics.json").read_text())["nlp"]
+        for m in (BASE, "code_heavy-42")
+    }
+    assert accuracy[1][1].startswith(f"{100 * (nlp['code_heavy-42']['avg'] - nlp[BASE]['avg']):+.2f} ")  # no items here
+    bpb = md_table(rest, "**Δ vs none**")
+    assert bpb[0][1] == "held-out A bpb" and re.fullmatch(r"[+-]\d\.\d{3} \[.+\]", bpb[1][1]), bpb
+    undeclared = report_stage(tmp_path, report_workdir(workdir, settings=["A", "Code-Heavy"]))
+    assert undeclared.returncode == 2 and "settings=[A, Code-Heavy] is not allowed" in undeclared.stderr
+
+
+def test_a_fixed_budget_subset_sits_beside_its_additive_setting(tmp_path: Path, workdir: Path) -> None:
+    build_fixture(tmp_path, sweeps=False)
+    m = plausible("A", 42)
+    write_model(tmp_path, "fixed_a-42", m["nlp"], m["code"], m["align"], m["loss"], {"seed": 42})
+    write_lik(tmp_path, "fixed_a-42", {source: value + 0.05 for source, value in m["lik"].items()}, seed=7)
+    metrics = {"records": 8, "records_per_source": {"alpaca": 8}, "budget": {"records": 8}}
+    (tmp_path / "data/mix/fixed_a.metrics.json").write_text(json.dumps(metrics))
+    markdown, _ = run_report(tmp_path, workdir, settings=[*TABLE1_ROWS[1:], "fixed_a"])
+    table = md_table(markdown, "Each of the paper's subsets")
+    assert table[0][:2] == ["additive / fixed", "records"] and table[0][-1] == "held-out bpb avg"
+    assert [row[:2] for row in table[1:]] == [["A / fixed_a", "16 / 8"]]
+    low, high = map(float, re.fullmatch(r"[+-]\d\.\d{3} \[([+-]\d\.\d{3}), ([+-]\d\.\d{3})\]", table[1][-1]).groups())
+    assert 0 < low < 0.05 < high  # the planted +0.05 bits per byte of the smaller mixture, inside its interval

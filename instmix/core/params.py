@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from instmix.core.vocab import SETTINGS
+from instmix.core.vocab import MIXTURE_NAME, SETTINGS
 
 T = TypeVar("T")
 PARAMS_FILE = "params.yaml"
@@ -139,11 +139,18 @@ def check_seeds(value: Any) -> list[int]:
     return seeds
 
 
-def check_settings(value: Any) -> list[str]:
-    """The top-level `settings`: those trained, each a known setting once."""
+def check_settings(value: Any, mixtures: Any = None) -> list[str]:
+    """The top-level `settings`: those trained, each a paper setting or a name of `mixtures` once (without
+    `mixtures`, as the report reads them: any name a mixture may have; stages.check checks it is declared)."""
     settings = parse(list[str], value, "settings")
-    if not settings or len(set(settings)) < len(settings) or not set(settings) <= set(SETTINGS):
-        raise ParamsError("settings", value, f"a non-empty list of distinct settings from {', '.join(SETTINGS)}")
+    if mixtures is None:
+        known, unknown = SETTINGS, [s for s in settings if s not in SETTINGS and not MIXTURE_NAME.fullmatch(s)]
+    else:
+        known = (*SETTINGS, *mixtures)
+        unknown = [s for s in settings if s not in known]
+    if not settings or len(set(settings)) < len(settings) or unknown:
+        allowed = f"a non-empty list of distinct settings from {', '.join(known)}"
+        raise ParamsError("settings", value, allowed + (", or names of mixtures" if mixtures is None else ""))
     return settings
 
 

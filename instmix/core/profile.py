@@ -66,9 +66,14 @@ def represent_float(dumper: Any, value: float) -> Any:
 
 
 def apply(name: str, params_file: Path, data: str = DEFAULT_DATA) -> dict[str, Any]:
+    return edit(params_file, read_profile(name, data) | {"profile": name})
+
+
+def edit(params_file: Path, changes: dict[str, Any], whole: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Set `changes` in params.yaml as a round trip (comments and key order kept; the top-level keys of
+    `whole` replaced as they are, the others merged key by key); the new params."""
     from ruamel.yaml import YAML
 
-    changes = read_profile(name, data)
     loader = YAML()  # round trip: keeps the comments and the key order of params.yaml
     loader.width = 4096
     try:
@@ -79,8 +84,9 @@ def apply(name: str, params_file: Path, data: str = DEFAULT_DATA) -> dict[str, A
         type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
     )
     loader.representer.add_representer(float, represent_float)
-    overlay(params, changes)
-    params["profile"] = name
+    overlay(params, {k: v for k, v in changes.items() if k not in whole})
+    for key in whole:
+        params[key] = changes[key]
     buffer = io.StringIO()
     loader.dump(params, buffer)
     # ruamel keeps each comment's old column: put it two spaces after the new value again

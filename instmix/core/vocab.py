@@ -19,6 +19,8 @@ TABLE_SETTINGS = ("A", "C", "P", "AC", "AP", "CP", "ACP")
 SWEEP_SETTINGS = ("ratio", "count")
 """Settings drawn at the point mix.ratio / mix.per_type names (the sweep ids carry their own point)."""
 SETTINGS = TABLE_SETTINGS + SWEEP_SETTINGS
+MIXTURE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""A name of params `mixtures` (your own mixture; a setting like A or ratio-0.5 once trained): not a paper setting."""
 
 TASK_LABELS = {
     "arc_challenge": "ARC", "winogrande": "Winogrande", "piqa": "PIQA", "mmlu": "MMLU", "race": "RACE",

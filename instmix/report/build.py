@@ -18,6 +18,7 @@ from instmix.report.export import csv_rows, token_section, write_csv, write_olmi
 from instmix.report.header import header, read_setup
 from instmix.report.items import Resampler, by_setting
 from instmix.report.layout import DASH, PLOT_FILES, TABLE1_ROWS, TABLE2_ROWS
+from instmix.report.named import fixed_section, mixtures_section
 from instmix.report.params import ReportParams
 from instmix.report.plot_style import Figures
 from instmix.report.plots import Spread, make_plots
@@ -121,6 +122,7 @@ def build_report(
     lines += token_section(runs) + factorial_section(stats, resampler, params.confidence, params.min_items)
     values = {m: r.values for m, r in runs.items() if r.seed is not None}  # trained runs
     lines += proxies.sections(stats, resampler, params, controls, twins, values)
+    lines += mixtures_section(stats, mix, resampler, params) + fixed_section(stats, mix, resampler, params)
     lines += ["## Sweeps", ""]
     for kind in SWEEP_SETTINGS:
         lines += sweep_section(kind, sweeps[kind], stats, sweep_notes[kind])
