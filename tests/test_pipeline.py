@@ -24,7 +24,7 @@ from tests.conftest import REPO, set_params, stage_env
 # code_heavy: your own mixture, a records budget that repeats Alpaca; by_tokens: a token budget, mixed only.
 MIXTURES = {
     "code_heavy": {"weights": {"alpaca": 0.75, "codealpaca": 0.25}, "budget": {"records": 24}, "max_repeat": 2},
-    "by_tokens": {"weights": {"alpaca": 0.5, "p3": 0.5}, "budget": {"tokens": 600}},
+    "by_tokens": {"weights": {"alpaca": 0.5, "codealpaca": 0.5}, "budget": {"tokens": 300}},
 }
 SETTINGS = ["A", "C", "P", "AC", "code_heavy"]
 TRAINED = [f"{setting}-42" for setting in SETTINGS]  # the model ids of the default `seeds: [42]`
@@ -216,11 +216,11 @@ def test_your_mixtures_hold_their_budgets(project: Path) -> None:
     assert max(Counter(r["id"] for r in records).values()) == 2 and metrics["epochs_per_source"]["alpaca"] == 1.125
     tokenizer = AutoTokenizer.from_pretrained(project / "models/base")
     records, metrics = read("by_tokens")
-    for source in ("alpaca", "p3"):
+    for source in ("alpaca", "codealpaca"):
         counts = [len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) + 1 for r in records
                   if r["source"] == source]  # fmt: skip
         assert metrics["tokens_per_source"][source] == sum(counts)
-        assert 300 <= sum(counts) < 300 + max(counts)  # each share of 600 tokens, within one record
+        assert 150 <= sum(counts) < 150 + max(counts)  # each share of 300 tokens, within one record
     assert "## Your mixtures" in (project / "reports/results.md").read_text()
 
 
