@@ -96,6 +96,7 @@ def test_additive_is_the_paper_concatenation_of_whole_samples() -> None:
         ({"weights": {"alpaca": 1.0}, "budget": {"records": 4, "tokens": 9}}, "exactly one of records, tokens"),
         ({"weights": {"alpaca": 1.0}, "budget": "fixed"}, "mixtures.m.budget=fixed is not allowed"),
         ({"weights": {"alpaca": 1.0}, "max_repeat": 0.5}, "mixtures.m.max_repeat=0.5 is not allowed: at least 1"),
+        ({"weights": {"alpaca": 1.0}, "budget": {"records": 0}}, "mixtures.m.budget={records: 0} is not allowed"),
     ],
 )
 def test_bad_mixtures_are_one_line(spec: dict[str, object], message: str) -> None:

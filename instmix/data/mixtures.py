@@ -46,8 +46,9 @@ class Budget:
     def __post_init__(self) -> None:
         if (self.records is None) == (self.tokens is None):
             raise ParamsError("tokens", self.tokens, f"exactly one of records, tokens (records: {self.records})")
-        if (self.records or self.tokens or 0) < 1:
-            raise ParamsError("records" if self.tokens is None else "tokens", self.records or self.tokens, "at least 1")
+        key, value = ("records", self.records) if self.tokens is None else ("tokens", self.tokens)
+        if value is not None and value < 1:
+            raise ParamsError(key, value, "at least 1")
 
 
 @dataclass(frozen=True)
