@@ -10,7 +10,15 @@ from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS
 from instmix.report.continuous import HELDOUT, LABELS
 from instmix.report.layout import DASH, METRIC_NAMES, setting_order
 from instmix.report.params import ReportParams
-from instmix.report.tables import Draws, Stats, difference, interval_text, markdown_table, table_section
+from instmix.report.tables import (
+    Draws,
+    Stats,
+    difference,
+    interval_text,
+    markdown_table,
+    table_section,
+    too_few_items,
+)  # fmt: skip
 
 ACCURACY = ("nlp_avg", "p_gold:avg", "pass@1", "flask_avg")
 BPB = (*HELDOUT.values(), "bpb:code", "bpb:align")
@@ -94,7 +102,9 @@ def fixed_section(
             decimals = 3 if key.startswith("bpb") else 2
             cell = difference(f.mean if f else None, a.mean if a else None, decimals)
             if cell != DASH and draws is not None:
-                cell += interval_text(draws, fixed, additive, key, decimals, params.confidence)
+                few = too_few_items(draws, [key], params.min_items)
+                shown = interval_text(draws, fixed, additive, key, decimals, params.confidence)
+                cell += shown if few is None else f" [too few items: {few}]"
             cells.append(cell)
         body.append(cells)
     header = ["additive / fixed", "records", *(METRIC_NAMES.get(k, LABELS.get(k, k)) for k in keys)]
@@ -103,7 +113,8 @@ def fixed_section(
         "",
         "Each of the paper's subsets (the whole samples concatenated: AC has twice A's records and optimizer "
         "steps) beside the same subset at one fixed budget (`python -m stages.design fixed`: its sources "
-        f"weighted equally). Cells: fixed - additive [{params.confidence:.0%} paired bootstrap interval], the "
+        f"weighted equally). Cells: fixed - additive [{params.confidence:.0%} paired bootstrap interval; *too few "
+        f"items: n*: fewer than report.min_items ({params.min_items}) shared items], the "
         "effect of the additive design's extra data at the same composition (bits per byte: lower is better).",
         "",
         *markdown_table(header, body),
