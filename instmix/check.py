@@ -23,7 +23,7 @@ from instmix.core.params import (
     shown,
 )
 from instmix.core.vocab import SOURCES, TASKS
-from instmix.data.mixtures import Budget, check_name, shares
+from instmix.data.mixtures import check_name, shares
 
 TOP_LEVEL = (
     "profile",
@@ -108,12 +108,12 @@ def cross_rules(params: dict[str, Any], parsed: dict[str, Any]) -> Iterator[Call
         """A records budget no sample of subsample.n can fill, before any data is read."""
         subsample = parsed.get("subsample")
         for name, spec in parsed.get("mixtures", {}).items():
-            if subsample is not None and isinstance(spec.budget, Budget) and spec.budget.records is not None:
-                for source, count in shares(spec.weights, spec.budget.records).items():
+            if subsample is not None and spec.budget_records is not None:
+                for source, count in shares(spec.weights, spec.budget_records).items():
                     if count > spec.max_repeat * subsample.n:
                         most = spec.max_repeat * subsample.n
                         allowed = f"{source}'s share ({count}) within max_repeat x subsample.n = {most:g} records"
-                        raise ParamsError(f"mixtures.{name}.budget.records", spec.budget.records, allowed)
+                        raise ParamsError(f"mixtures.{name}.budget.records", spec.budget_records, allowed)
 
     def count_is_acp() -> None:
         mix, subsample = parsed.get("mix"), parsed.get("subsample")

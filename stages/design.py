@@ -47,8 +47,8 @@ def main(argv: list[str]) -> None:
     except StageError as err:
         raise StageError(f"stages.design: {err}") from None
     mixtures = CommentedMap(read_section("mixtures", args.params) or {})
+    budget = {"records": args.records} if args.records is not None else {"tokens": args.tokens}
     for name, spec in design.items():
-        budget = {"records": args.records} if args.records is not None else {"tokens": args.tokens}
         mixtures[name] = flow({"weights": flow(spec.weights), "budget": flow(budget), "max_repeat": spec.max_repeat})
     settings = list(read_section("settings", args.params))
     if not args.no_train:

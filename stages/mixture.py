@@ -16,7 +16,7 @@ from instmix.core.files import metrics_path, write_json, write_jsonl
 from instmix.core.params import StageError, cli, load
 from instmix.core.records import read_record_file
 from instmix.data.mix import MixParams
-from instmix.data.mixtures import Budget, Mixture, build, check_name, token_counter
+from instmix.data.mixtures import Mixture, build, check_name, token_counter
 
 USAGE = "usage: python -m stages.mixture <name> <subsample dir> <out.jsonl> <base model dir>"
 
@@ -28,8 +28,8 @@ def main(argv: list[str]) -> None:
     check_name(name)
     seed, spec = load(MixParams, "mix").seed, load(Mixture, f"mixtures.{name}")
     samples = {s: read_record_file(Path(sample_dir) / f"{s}.jsonl") for s in spec.weights}
-    by_tokens = isinstance(spec.budget, Budget) and spec.budget.tokens is not None
-    records, metrics = build(name, spec, samples, seed, token_counter(base) if by_tokens else None)
+    tokens = token_counter(base) if spec.budget_tokens is not None else None
+    records, metrics = build(name, spec, samples, seed, tokens)
     write_jsonl(out, records)
     write_json(metrics_path(out), metrics)
     print(f"mixture@{name}: {len(records)} records {metrics['records_per_source']} -> {out}")

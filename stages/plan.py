@@ -19,7 +19,7 @@ from instmix.core.files import write_json, write_lines
 from instmix.core.params import StageError, cli, load
 from instmix.core.vocab import SETTINGS, SOURCES
 from instmix.data.mix import MixParams, draw_counts, parse_sweep_id, sweep_point
-from instmix.data.mixtures import Budget, Mixture
+from instmix.data.mixtures import Mixture
 from instmix.data.subsample import SubsampleParams
 from instmix.grid.plan import EVAL_COST, balance, model_of, plan
 from instmix.train.config import SFTParams
@@ -43,8 +43,8 @@ def mixture_records(setting: str, mix: MixParams, subsample: SubsampleParams) ->
     spec = load(Mixture, f"mixtures.{setting}")
     if spec.budget == "additive":
         return subsample.n * len(spec.weights)
-    if isinstance(spec.budget, Budget) and spec.budget.records is not None:
-        return spec.budget.records
+    if spec.budget_records is not None:
+        return spec.budget_records
     raise StageError(f"mixtures.{setting} has a token budget: build it first (dvc repro mix_named@{setting})")
 
 

@@ -22,6 +22,12 @@ SETTINGS = TABLE_SETTINGS + SWEEP_SETTINGS
 MIXTURE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 """A name of params `mixtures` (your own mixture; a setting like A or ratio-0.5 once trained): not a paper setting."""
 
+
+def fixed_name(setting: str) -> str:
+    """The fixed-budget twin of a table setting (stages.design fixed): AC -> fixed_ac."""
+    return f"fixed_{setting.lower()}"
+
+
 TASK_LABELS = {
     "arc_challenge": "ARC", "winogrande": "Winogrande", "piqa": "PIQA", "mmlu": "MMLU", "race": "RACE",
     "hellaswag": "HellaSwag",

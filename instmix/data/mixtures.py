@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from instmix.core.params import ParamsError, StageError
 from instmix.core.records import Record, count_by, length_stats
-from instmix.core.vocab import LETTERS, MIXTURE_NAME, SETTINGS, SOURCES
+from instmix.core.vocab import LETTERS, MIXTURE_NAME, SETTINGS, SOURCES, fixed_name
 
 NAMES = "lowercase letters, digits and _, starting with a letter (up to 32)"
 WEIGHT_SUM_TOLERANCE = 1e-6
@@ -72,6 +72,16 @@ class Mixture:
             )
         if not self.max_repeat >= 1:
             raise ParamsError("max_repeat", self.max_repeat, "at least 1 (1: no record twice)")
+
+    @property
+    def budget_records(self) -> int | None:
+        """N of a `{records: N}` budget, else None."""
+        return self.budget.records if isinstance(self.budget, Budget) else None
+
+    @property
+    def budget_tokens(self) -> int | None:
+        """N of a `{tokens: N}` budget, else None."""
+        return self.budget.tokens if isinstance(self.budget, Budget) else None
 
 
 def check_name(name: str) -> None:
@@ -172,6 +182,6 @@ def subset_design(sources: Sequence[str], budget: Budget, max_repeat: float = 1.
     design = {}
     for size in range(1, len(sources) + 1):
         for subset in combinations(sources, size):
-            name = "fixed_" + "".join(letters[s] for s in subset).lower()
+            name = fixed_name("".join(letters[s] for s in subset))
             design[name] = Mixture(dict.fromkeys(subset, 1 / size), budget, max_repeat)
     return design

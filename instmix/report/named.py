@@ -6,19 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS
+from instmix.core.vocab import BASE_ROW, TABLE_SETTINGS, fixed_name
 from instmix.report.continuous import HELDOUT, LABELS
 from instmix.report.layout import DASH, METRIC_NAMES, setting_order
 from instmix.report.params import ReportParams
-from instmix.report.tables import (
-    Draws,
-    Stats,
-    difference,
-    interval_text,
-    markdown_table,
-    table_section,
-    too_few_items,
-)  # fmt: skip
+from instmix.report.tables import Draws, Stats, delta_cell, markdown_table, table_section
 
 ACCURACY = ("nlp_avg", "p_gold:avg", "pass@1", "flask_avg")
 BPB = (*HELDOUT.values(), "bpb:code", "bpb:align")
@@ -80,7 +72,7 @@ def mixtures_section(
 
 def fixed_pairs(stats: Stats) -> list[tuple[str, str]]:
     """(additive setting, its fixed-budget twin) where both were trained: AC and fixed_ac (stages.design)."""
-    return [(s, f"fixed_{s.lower()}") for s in TABLE_SETTINGS if s in stats and f"fixed_{s.lower()}" in stats]
+    return [(s, fixed_name(s)) for s in TABLE_SETTINGS if s in stats and fixed_name(s) in stats]
 
 
 def fixed_section(
@@ -98,14 +90,8 @@ def fixed_section(
         sizes = [f"{mix.get(s, {}).get('records', 0):,}" for s in (additive, fixed)]
         cells = [f"{additive} / {fixed}", " / ".join(sizes)]
         for key in keys:
-            a, f = stats[additive].get(key), stats[fixed].get(key)
             decimals = 3 if key.startswith("bpb") else 2
-            cell = difference(f.mean if f else None, a.mean if a else None, decimals)
-            if cell != DASH and draws is not None:
-                few = too_few_items(draws, [key], params.min_items)
-                shown = interval_text(draws, fixed, additive, key, decimals, params.confidence)
-                cell += shown if few is None else f" [too few items: {few}]"
-            cells.append(cell)
+            cells.append(delta_cell(stats, fixed, additive, key, decimals, draws, params.confidence, params.min_items))
         body.append(cells)
     header = ["additive / fixed", "records", *(METRIC_NAMES.get(k, LABELS.get(k, k)) for k in keys)]
     return [

@@ -96,14 +96,7 @@ def delta_table(
     for row in (r for r in rows if r != reference):
         cells = [row]
         for key in columns:
-            ours_row, ours_ref = stats.get(row, {}).get(key), stats.get(reference, {}).get(key)
-            ours = difference(ours_row.mean if ours_row else None, ours_ref.mean if ours_ref else None, decimals)
-            if ours != DASH and draws is not None and (few := too_few_items(draws, [key], min_items)) is not None:
-                ours += f" [too few items: {few}]"
-            elif ours != DASH and draws is not None:
-                ours += interval_text(draws, row, reference, key, decimals, confidence)
-                if isinstance(draws, Resampler) and (p := draws.mcnemar(row, reference, key)) is not None:
-                    ours += f" p={p:.2g}"
+            ours = delta_cell(stats, row, reference, key, decimals, draws, confidence, min_items, mcnemar=True)
             published = [paper.get(size, {}) for size in sizes]
             theirs = [difference(p.get(row, {}).get(key), p.get(reference, {}).get(key), decimals) for p in published]
             cells.append(f"{ours} ({' / '.join(theirs)})" if sizes else ours)
@@ -112,6 +105,24 @@ def delta_table(
 
 
 Draws = Callable[[str, str], Any]  # (setting, metric) -> bootstrap draws, or None
+
+
+def delta_cell(
+    stats: Stats, row: str, reference: str, key: str, decimals: int, draws: Draws | None = None,
+    confidence: float = 0.95, min_items: int = 0, mcnemar: bool = False,
+) -> str:  # fmt: skip
+    """`row - reference` on `key`: the difference of means, then its paired bootstrap interval, or
+    *too few items* below `min_items` shared items (and, with `mcnemar`, the exact McNemar p)."""
+    ours_row, ours_ref = stats.get(row, {}).get(key), stats.get(reference, {}).get(key)
+    cell = difference(ours_row.mean if ours_row else None, ours_ref.mean if ours_ref else None, decimals)
+    if cell == DASH or draws is None:
+        return cell
+    if (few := too_few_items(draws, [key], min_items)) is not None:
+        return f"{cell} [too few items: {few}]"
+    cell += interval_text(draws, row, reference, key, decimals, confidence)
+    if mcnemar and isinstance(draws, Resampler) and (p := draws.mcnemar(row, reference, key)) is not None:
+        cell += f" p={p:.2g}"
+    return cell
 
 
 def interval_text(draws: Any, row: str, reference: str, key: str, decimals: int, confidence: float) -> str:
